@@ -98,7 +98,8 @@ def _explain(error: BaseException, answers_path: Path) -> str:
         return f"not done yet ({error})" if str(error) else "not done yet"
     if isinstance(error, AssertionError):
         return str(error) or "a check failed"
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == str(answers_path)]
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if f.filename == str(answers_path)]
     where = f" at {answers_path.name} line {frames[-1].lineno}" if frames else ""
     return f"your code raised {type(error).__name__}{where}: {error}"
 
@@ -128,12 +129,15 @@ def report(chapter: int | None = None, solutions: bool = False) -> bool:
     all_passed, counts = True, [0, 0]
     for exercise_set in exercise_sets(chapter):
         path = exercise_set.answers_path(solutions)
-        print(f"Chapter {exercise_set.chapter:02d}, {exercise_set.topic} ({path.relative_to(EXERCISES_DIR.parent)})")
+        shown = path.relative_to(EXERCISES_DIR.parent)
+        print(f"Chapter {exercise_set.chapter:02d}, {exercise_set.topic} ({shown})")
         for result in run_set(exercise_set, solutions=solutions):
             counts[0 if result.passed else 1] += 1
             all_passed &= result.passed
-            line = f"  PASS  {result.exercise}" if result.passed else f"  FAIL  {result.exercise}: {result.message}"
-            print(line)
+            if result.passed:
+                print(f"  PASS  {result.exercise}")
+            else:
+                print(f"  FAIL  {result.exercise}: {result.message}")
     print(f"exercises: {counts[0]} passed, {counts[1]} failed")
     return all_passed
 

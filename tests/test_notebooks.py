@@ -50,5 +50,6 @@ def test_toc_and_notebooks_match():
                if not any((REPO / f"{e}{suffix}").exists() for suffix in (".md", ".ipynb"))]
     assert not missing, f"toc entries without a file: {missing}"
     listed = {str(REPO / e) for e in entries}
-    orphans = [str(p.relative_to(REPO)) for p in notebooks() if str(p.with_suffix("")) not in listed]
+    orphans = [str(p.relative_to(REPO)) for p in notebooks()
+               if str(p.with_suffix("")) not in listed]
     assert not orphans, f"notebooks missing from book/_toc.yml: {orphans}"

@@ -4,7 +4,8 @@ import torch
 
 
 def _close(actual, expected, what: str, atol: float = 1e-6) -> None:
-    assert isinstance(actual, torch.Tensor), f"{what} should return a tensor, got {type(actual).__name__}"
+    assert isinstance(actual, torch.Tensor), (
+        f"{what} should return a tensor, got {type(actual).__name__}")
     assert actual.shape == expected.shape, (
         f"{what} returned shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
     assert not torch.isnan(actual).any(), f"{what} returned NaN values"
