@@ -51,13 +51,25 @@ def tiny_book(root: Path, page: nbformat.NotebookNode) -> Path:
     return root
 
 
-@pytest.mark.parametrize("execute", [True, False], ids=["executed", "structure-only"])
-def test_unknown_citation_fails_the_build(tmp_path, execute):
-    page = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Page\n\nAs shown by {cite}`nobody2099`.")])
-    result = build(tiny_book(tmp_path / "src", page), tmp_path / "out", execute=execute)
+BROKEN_REFERENCES = {
+    "citation-executed": ("As shown by {cite}`nobody2099`.", "nobody2099", True),
+    "citation-structure": ("As shown by {cite}`nobody2099`.", "nobody2099", False),
+    "doc-link": ("See {doc}`no_such_page`.", "no_such_page", False),
+    "toc-entry": ("Fine text.", "not_there", False),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_REFERENCES)
+def test_a_broken_reference_fails_the_build(tmp_path, case):
+    text, culprit, execute = BROKEN_REFERENCES[case]
+    page = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# Page\n\n{text}")])
+    source = tiny_book(tmp_path / "src", page)
+    if case == "toc-entry":
+        toc = source / "book" / "_toc.yml"
+        toc.write_text(toc.read_text() + f"  - file: {culprit}\n")
+    result = build(source, tmp_path / "out", execute=execute)
     assert result.returncode != 0
-    assert "nobody2099" in result.stdout + result.stderr
+    assert culprit in result.stdout + result.stderr
 
 
 def test_a_raising_cell_fails_the_executed_build(tmp_path):
