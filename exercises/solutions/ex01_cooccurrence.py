@@ -1,0 +1,27 @@
+"""Reference answers for chapter 1."""
+
+import sympy as sp
+import torch
+
+
+def integrand_without_constant(w: sp.Symbol, s: sp.Symbol, r: sp.Symbol) -> sp.Expr:
+    expanded = sp.expand((w * s - r) ** 2)
+    return sp.expand(expanded - expanded.coeff(s, 0))
+
+
+def spectral_lambda(w: sp.Expr) -> sp.Expr:
+    s, r, p1, p2, c, lam = sp.symbols("s r p1 p2 c lam", positive=True)
+    eq5 = p1 * p2 * w**2 * s**2 - 2 * w * r * p1 * p2 * s
+    eq6 = -r * p1 * p2 * s + lam * p1 * p2 * s**2
+    (solution,) = sp.solve(sp.Poly(sp.expand(eq5 - c * eq6), s).coeffs(), [c, lam], dict=True)
+    return solution[lam]
+
+
+def closed_form_embedding(P: torch.Tensor, d: int, w: float = 2.0) -> torch.Tensor:
+    inv_sqrt_p = P.sum(1).rsqrt()
+    M = inv_sqrt_p[:, None] * P * inv_sqrt_p[None, :]
+    eigenvalues, eigenvectors = torch.linalg.eigh(M)
+    top, vectors = eigenvalues.flip(0)[:d], eigenvectors.flip(1)[:, :d]
+    tolerance = 1e-12 * eigenvalues.abs().max()
+    kept = torch.where(top > tolerance, top, torch.zeros_like(top))
+    return inv_sqrt_p[:, None] * vectors * (kept / w).sqrt()[None, :]
