@@ -1,0 +1,333 @@
+"""cooc_minimal.losses against references written here with loops and numpy in float64."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cooc_minimal.losses import (
+    LOSSES,
+    UnknownLossError,
+    multipatch_loss,
+    simclr_loss,
+    spectral_loss,
+    tcr_loss,
+    vicreg_loss,
+    vicreg_terms,
+)
+
+KINDS = ["spectral", "vicreg", "tcr", "simclr"]
+
+
+def draw(*shape, seed=0, scale=1.0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed),
+                       dtype=torch.float64) * scale
+
+
+# ------------------------------------------------------------ independent references
+
+def ref_spectral(z1, z2, lam):
+    n = len(z1)
+    positive = sum(z1[i] @ z2[i] for i in range(n)) / n
+    negative = sum((z1[i] @ z2[j]) ** 2 for i in range(n) for j in range(n) if i != j)
+    return -positive + lam * negative / (n * (n - 1))
+
+
+def ref_v(z, gamma, eps):
+    return np.mean([max(0.0, gamma - math.sqrt(np.var(z[:, j], ddof=1) + eps))
+                    for j in range(z.shape[1])])
+
+
+def ref_c(z):
+    n, d = z.shape
+    centred = z - z.mean(axis=0)
+    c = np.zeros((d, d))
+    for i, j in itertools.product(range(d), range(d)):
+        c[i, j] = sum(centred[k, i] * centred[k, j] for k in range(n)) / (n - 1)
+    return sum(c[i, j] ** 2 for i in range(d) for j in range(d) if i != j) / d
+
+
+def ref_vicreg_terms(z1, z2, gamma=1.0, eps=1e-4):
+    return (np.mean((z1 - z2) ** 2), ref_v(z1, gamma, eps) + ref_v(z2, gamma, eps),
+            ref_c(z1) + ref_c(z2))
+
+
+def ref_rate(z, eps):
+    """R(Z) = 1/2 logdet(I_D + D/(N eps^2) Z^T Z), always the D x D form."""
+    n, d = z.shape
+    sign, logdet = np.linalg.slogdet(np.eye(d) + d / (n * eps**2) * z.T @ z)
+    assert sign > 0
+    return 0.5 * logdet
+
+
+def unit(v):
+    return v / np.linalg.norm(v)
+
+
+def ref_simclr(z1, z2, tau):
+    views = [unit(v) for v in np.concatenate([z1, z2])]
+    n, total = len(z1), 0.0
+    for a in range(2 * n):
+        p = (a + n) % (2 * n)
+        s = [views[a] @ views[b] / tau for b in range(2 * n)]
+        total += -s[p] + math.log(sum(math.exp(s[b]) for b in range(2 * n) if b != a))
+    return total / (2 * n)
+
+
+def ref_multipatch(z, kind, **c):
+    b, n, _ = z.shape
+    if kind == "tcr" and c.get("normalize", True):
+        z = np.array([[unit(z[i, j]) for j in range(n)] for i in range(b)])
+    mean = z.mean(axis=1)
+    pairs = [(i, j) for i in range(b) for j in range(n)]
+    if kind == "spectral":
+        sim = -np.mean([z[i, j] @ mean[i] for i, j in pairs])
+        neg = np.mean([np.mean([(z[i, k] @ z[m, k]) ** 2 for i in range(b) for m in range(b)
+                                if i != m]) for k in range(n)])
+        return sim + c.get("lam", 1.0) * neg
+    if kind == "vicreg":
+        gamma, eps = c.get("gamma", 1.0), c.get("eps", 1e-4)
+        inv = np.mean([(z[i, j] - mean[i]) ** 2 for i, j in pairs])
+        var = np.mean([ref_v(z[:, k], gamma, eps) for k in range(n)])
+        cov = np.mean([ref_c(z[:, k]) for k in range(n)])
+        return (c.get("inv_coeff", 25.0) * inv + c.get("var_coeff", 25.0) * var
+                + c.get("cov_coeff", 1.0) * cov)
+    if kind == "tcr":
+        cos = np.mean([z[i, j] @ mean[i] / (np.linalg.norm(z[i, j]) * np.linalg.norm(mean[i]))
+                       for i, j in pairs])
+        rates = np.mean([ref_rate(z[:, k], c.get("eps", 0.2)) for k in range(n)])
+        return -rates - c.get("lam", 30.0) * cos
+    tau = c.get("temperature", 0.1)
+    total = 0.0
+    for i, j in pairs:
+        s = {(m, k): unit(z[i, j]) @ unit(z[m, k]) / tau for m, k in pairs}
+        log_norm = math.log(sum(math.exp(v) for key, v in s.items() if key != (i, j)))
+        total += np.mean([-(s[(i, k)] - log_norm) for k in range(n) if k != j])
+    return total / len(pairs)
+
+
+def close(actual, expected, tol=1e-5):
+    actual = float(actual)
+    assert abs(actual - expected) <= tol * max(1.0, abs(expected)), (actual, expected)
+
+
+# ------------------------------------------------------------------ values vs references
+
+SHAPES = [(7, 4), (5, 9)]  # N > D and N < D: the two code paths of the Gram choices
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_spectral_matches_loops(shape):
+    z1, z2 = draw(*shape, seed=1), draw(*shape, seed=2)
+    for lam in (1.0, 0.3):
+        close(spectral_loss(z1, z2, lam=lam), ref_spectral(z1.numpy(), z2.numpy(), lam))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_vicreg_matches_loops(shape):
+    z1, z2 = draw(*shape, seed=3, scale=0.7), draw(*shape, seed=4, scale=1.3)
+    expected = ref_vicreg_terms(z1.numpy(), z2.numpy(), gamma=1.1, eps=1e-3)
+    for got, want in zip(vicreg_terms(z1, z2, gamma=1.1, eps=1e-3), expected, strict=True):
+        close(got, want)
+    close(vicreg_loss(z1, z2, 2.0, 3.0, 0.5, gamma=1.1, eps=1e-3),
+          2.0 * expected[0] + 3.0 * expected[1] + 0.5 * expected[2])
+    inv, var, cov = ref_vicreg_terms(z1.numpy(), z2.numpy())
+    close(vicreg_loss(z1, z2), 25 * inv + 25 * var + cov)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("gram", ["auto", "samples", "features"])
+def test_tcr_matches_logdet_of_the_definition(shape, gram):
+    z = draw(*shape, seed=5)
+    for eps in (0.2, 0.5):
+        close(tcr_loss(z, eps=eps, gram=gram), -ref_rate(z.numpy(), eps))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_simclr_matches_loops(shape):
+    z1, z2 = draw(*shape, seed=6), draw(*shape, seed=7)
+    for tau in (0.1, 0.5):
+        close(simclr_loss(z1, z2, temperature=tau), ref_simclr(z1.numpy(), z2.numpy(), tau))
+
+
+MULTI = [
+    ("spectral", {}), ("spectral", {"lam": 0.4}),
+    ("vicreg", {}), ("vicreg", {"inv_coeff": 1.0, "var_coeff": 2.0, "cov_coeff": 3.0,
+                                "gamma": 0.8, "eps": 1e-3}),
+    ("tcr", {}), ("tcr", {"lam": 2.0, "eps": 0.5, "normalize": False}),
+    ("simclr", {}), ("simclr", {"temperature": 0.5}),
+]
+
+
+@pytest.mark.parametrize("kind,coeffs", MULTI, ids=[f"{k}-{i}" for i, (k, _) in enumerate(MULTI)])
+@pytest.mark.parametrize("shape", [(6, 3, 4), (4, 3, 7)])
+def test_multipatch_matches_loops(kind, coeffs, shape):
+    z = draw(*shape, seed=8)
+    close(multipatch_loss(z, kind, **coeffs), ref_multipatch(z.numpy(), kind, **coeffs))
+    if not coeffs:
+        close(LOSSES[kind](z), ref_multipatch(z.numpy(), kind))
+
+
+# ------------------------------------------------------------------------ gradients
+
+GRADCHECK = {
+    "spectral": lambda a, b: spectral_loss(a, b, lam=0.5),
+    "vicreg": lambda a, b: vicreg_loss(a, b, gamma=2.0),  # every std below gamma: no kink
+    "tcr": lambda a, b: tcr_loss(a) + tcr_loss(b, gram="features"),
+    "simclr": lambda a, b: simclr_loss(a, b, temperature=0.5),
+}
+
+
+@pytest.mark.parametrize("name", list(GRADCHECK))
+@pytest.mark.parametrize("shape", [(5, 3), (4, 6)])
+def test_two_view_gradcheck(name, shape):
+    z1 = draw(*shape, seed=9).requires_grad_(True)
+    z2 = draw(*shape, seed=10).requires_grad_(True)
+    assert torch.autograd.gradcheck(GRADCHECK[name], (z1, z2))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_multipatch_gradcheck(kind):
+    z = draw(4, 3, 5, seed=11).requires_grad_(True)
+    coeffs = {"vicreg": {"gamma": 3.0}, "simclr": {"temperature": 0.5}}.get(kind, {})
+    assert torch.autograd.gradcheck(lambda t: multipatch_loss(t, kind, **coeffs), (z,))
+
+
+# ------------------------------------------------------------------------ invariances
+
+def test_simclr_ignores_the_scale_of_each_row():
+    z1, z2 = draw(6, 5, seed=12), draw(6, 5, seed=13)
+    scale = torch.rand(6, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    close(simclr_loss(z1 * (0.1 + 10 * scale), z2 * 3.0), float(simclr_loss(z1, z2)), 1e-10)
+    z = draw(4, 3, 5, seed=14)
+    close(multipatch_loss(z * 7.0, "simclr"), float(multipatch_loss(z, "simclr")), 1e-10)
+
+
+def test_vicreg_variance_is_zero_when_every_std_reaches_gamma():
+    z1, z2 = draw(16, 4, seed=15), draw(16, 4, seed=16)
+    z1 = z1 / z1.std(0) * 1.5  # std 1.5 in each column
+    z2 = z2 / z2.std(0) * 1.0 + 0.01  # std exactly gamma: sqrt(1 + eps) > 1
+    assert float(vicreg_terms(z1, z2, gamma=1.0).variance) == 0.0
+    assert float(vicreg_terms(z1 * 0.5, z2, gamma=1.0).variance) > 0.2
+
+
+def test_both_gram_forms_of_tcr_agree_in_float32_too():
+    for shape in [(32, 256), (256, 32)]:
+        z = draw(*shape, seed=17).float() / 4
+        samples, features = tcr_loss(z, gram="samples"), tcr_loss(z, gram="features")
+        assert samples.dtype == torch.float32
+        assert abs(float(samples - features)) <= 1e-4 * abs(float(features))
+
+
+def test_two_patches_relate_to_the_two_view_losses():
+    z = draw(8, 2, 5, seed=18)
+    z1, z2 = z[:, 0], z[:, 1]
+    close(multipatch_loss(z, "simclr", temperature=0.3), float(simclr_loss(z1, z2, 0.3)), 1e-10)
+    inv, var, cov = vicreg_terms(z1, z2)
+    close(multipatch_loss(z, "vicreg", inv_coeff=1.0, var_coeff=0.0, cov_coeff=0.0),
+          float(inv) / 4, 1e-10)
+    close(multipatch_loss(z, "vicreg", inv_coeff=0.0, var_coeff=1.0, cov_coeff=2.0),
+          float(var + 2 * cov) / 2, 1e-10)
+
+
+# ------------------------------------------------------------------------- collapse
+
+def spread_and_collapsed(shape, seed):
+    spread = draw(*shape, seed=seed)
+    collapsed = spread[:1].expand(shape).clone()  # every image maps to image 0's embedding
+    return spread, collapsed
+
+
+@pytest.mark.parametrize("name", list(GRADCHECK))
+def test_two_view_collapse_costs_more(name):
+    spread, collapsed = spread_and_collapsed((32, 16), seed=19)
+    noise = 0.1 * draw(32, 16, seed=20)
+    loss = {"spectral": spectral_loss, "vicreg": vicreg_loss, "simclr": simclr_loss,
+            "tcr": lambda a, b: tcr_loss(a) + tcr_loss(b)}[name]
+    assert loss(collapsed, collapsed + noise) > loss(spread, spread + noise) + 0.5
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_multipatch_collapse_costs_more(kind):
+    spread, collapsed = spread_and_collapsed((32, 16), seed=21)
+    noise = 0.1 * draw(32, 4, 16, seed=22)
+    assert (multipatch_loss(collapsed[:, None] + noise, kind)
+            > multipatch_loss(spread[:, None] + noise, kind) + 0.5)
+
+
+# ------------------------------------------------------------------ precision, devices
+
+def test_losses_compute_in_float32_under_bf16_autocast():
+    z1, z2, z = draw(64, 32, seed=23).float(), draw(64, 32, seed=24).float(), draw(16, 4, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = [tcr_loss(z1), vicreg_loss(z1, z2), spectral_loss(z1, z2), simclr_loss(z1, z2),
+                 multipatch_loss(z.float(), "tcr"), tcr_loss(z1.bfloat16())]
+    plain = [tcr_loss(z1), vicreg_loss(z1, z2), spectral_loss(z1, z2), simclr_loss(z1, z2),
+             multipatch_loss(z.float(), "tcr"), tcr_loss(z1.bfloat16().float())]
+    for a, b in zip(under, plain, strict=True):
+        assert a.dtype == torch.float32
+        assert torch.allclose(a, b, rtol=1e-6)
+
+
+def test_keyword_arguments_work_under_autocast():
+    z1, z2 = draw(6, 4, seed=27).float(), draw(6, 4, seed=28).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert spectral_loss(z1=z1, z2=z2).dtype == torch.float32
+        assert multipatch_loss(z=torch.stack([z1, z2], 1), kind="tcr").dtype == torch.float32
+
+
+def test_float64_stays_float64():
+    z1, z2 = draw(5, 3, seed=25), draw(5, 3, seed=26)
+    for value in (spectral_loss(z1, z2), vicreg_loss(z1, z2), tcr_loss(z1), simclr_loss(z1, z2)):
+        assert value.dtype == torch.float64
+
+
+# ------------------------------------------------------------------------ bad input
+
+@pytest.mark.parametrize("name", list(GRADCHECK))
+def test_bad_two_view_input_names_the_argument(name):
+    loss = {"spectral": spectral_loss, "vicreg": vicreg_loss, "simclr": simclr_loss,
+            "tcr": lambda a, b: tcr_loss(a)}[name]
+    good = torch.randn(4, 3)
+    bad = good.clone()
+    bad[1, 2] = float("nan")
+    cases = [((torch.randn(1, 3), torch.randn(1, 3)), r"z1? has shape \(1, 3\).*at least 2"),
+             ((good.flatten(), good.flatten()), r"z1? has shape \(12,\), expected 2 dim"),
+             ((bad, good), r"z1? contains NaN or inf"),
+             ((good.long(), good.long()), r"z1? has dtype torch.int64"),
+             (([[1.0]], good), r"must be a torch.Tensor")]
+    if name != "tcr":
+        cases += [((good, torch.randn(4, 5)), r"z2 has shape \(4, 5\), expected \(4, 3\)"),
+                  ((good, bad), r"z2 contains NaN or inf")]
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message):
+            loss(*args)
+
+
+def test_bad_multipatch_input_and_coefficients():
+    z = torch.randn(4, 3, 5)
+    with pytest.raises(ValueError, match=r"z has shape \(4, 1, 5\).*at least 2 patches"):
+        multipatch_loss(z[:, :1], "vicreg")
+    with pytest.raises(ValueError, match=r"z has shape \(4, 15\), expected 3 dimensions"):
+        multipatch_loss(z.flatten(1), "vicreg")
+    with pytest.raises(ValueError, match=r"z has shape \(1, 3, 5\).*at least 2 rows"):
+        multipatch_loss(z[:1], "spectral")
+    with pytest.raises(ValueError, match=r"does not take temperature: its coefficients are lam"):
+        multipatch_loss(z, "spectral", temperature=0.1)
+    with pytest.raises(ValueError, match=r"kind='byol' is not a multi-patch loss"):
+        multipatch_loss(z, "byol")
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        multipatch_loss(z, "simclr", temperature=0.0)
+    with pytest.raises(ValueError, match="gram must be"):
+        tcr_loss(z[0], gram="dual")
+
+
+def test_registry_lists_the_known_losses_on_a_wrong_name():
+    assert sorted(LOSSES) == sorted(KINDS)
+    with pytest.raises(UnknownLossError) as caught:
+        LOSSES["barlow"]
+    assert str(caught.value) == ("There is no loss called 'barlow': the known losses are "
+                                 "simclr, spectral, tcr, vicreg.")
+    assert isinstance(caught.value, KeyError) and isinstance(caught.value, ValueError)
