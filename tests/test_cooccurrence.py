@@ -178,3 +178,21 @@ def test_bad_joints_and_sizes_raise_one_clear_sentence():
         with pytest.raises(ValueError, match=message) as error:
             call()
         assert one_sentence(str(error.value)), str(error.value)
+
+
+def test_toy_world_true_cooccurrence_is_what_its_images_show():
+    """Chapter 4's toy world and chapter 1's estimator agree on P, in the same convention."""
+    from cooc_minimal.toyworld import ToyWorld
+
+    world = ToyWorld(seed=3)
+    P_true, p_true = world.cooccurrence()
+    sample = world.sample(4000, generator=0)
+    P_seen, p_seen = cooccurrence_matrix(sample.parts, world.n_parts)
+    assert (P_seen - P_true).abs().max().item() < 0.004
+    assert torch.allclose(p_true, P_true.sum(1))
+    Z = closed_form_embedding(P_true, d=4)
+    assert Z.shape == (world.n_parts, 4)
+    # P = W^T diag(prior) W has rank <= V = 8: d = 8 fits it exactly, d = 4 leaves a residual.
+    assert prop31_objective(closed_form_embedding(P_true, d=world.n_parts), P_true) < 1e-12
+    nothing = prop31_objective(torch.zeros_like(Z), P_true)
+    assert prop31_objective(Z, P_true) < 0.05 * nothing

@@ -1,0 +1,125 @@
+"""The course's datasets behind one function: CIFAR-10/100, ImageNet-100 and the toy world.
+
+``get_dataset(name, root, train)`` returns a map-style dataset of ``(image, label)``
+pairs, images as float tensors (3, H, W) in [0, 1] unless another ``transform`` is
+given. Nothing is downloaded unless ``download=True``; missing data raises a
+``FileNotFoundError`` whose one sentence names the folder looked in and what to run
+on a machine with internet.
+
+ImageNet-100 is the 100-class subset of ImageNet (ILSVRC 2012) chosen by Tian et al.
+(CMC, 2020), read with ``ImageFolder`` from a user's own ImageNet folder; its class
+list ships with the library (``resources/imagenet100.txt``).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from torch.utils.data import Dataset
+from torchvision import datasets
+from torchvision import transforms as T
+
+from cooc_minimal.toyworld import ToyWorld, ToyWorldDataset
+
+NAMES = ("cifar10", "cifar100", "imagenet100", "toyworld")
+DATA_VARIABLE = "COOC_DATA"
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+TOYWORLD_SIZES = {True: 10_000, False: 2_000}  # train, test
+TOYWORLD_SEEDS = {True: 1, False: 2}  # the world itself is ToyWorld(seed=0)
+
+
+def default_root() -> Path:
+    """Where datasets live unless told: ``$COOC_DATA``, else ``~/data``."""
+    return Path(os.environ.get(DATA_VARIABLE) or Path.home() / "data").expanduser()
+
+
+def imagenet100_classes() -> list[str]:
+    """The 100 WordNet ids of ImageNet-100 (CMC's list), in the file's order."""
+    text = resources.files("cooc_minimal").joinpath("resources/imagenet100.txt").read_text()
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def _fetch_command(name: str, root: Path) -> str:
+    return (f"python -c \"from cooc_minimal.data import get_dataset; "
+            f"get_dataset('{name}', '{root}', download=True)\"")
+
+
+def _cifar(name: str, root: Path, train: bool, download: bool, transform) -> Dataset:
+    folder = root / CIFAR_FOLDERS[name]
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    hint = (f"on a machine with internet run {_fetch_command(name, root)} and copy the folder "
+            f"{CIFAR_FOLDERS[name]} it makes into {root}")
+    if not download and not folder.is_dir():
+        raise FileNotFoundError(f"{name} was not found: the folder {folder} does not exist; "
+                                f"{hint}.")
+    try:
+        return cls(str(root), train=train, transform=transform, download=download)
+    except RuntimeError as error:  # torchvision's "Dataset not found or corrupted."
+        raise FileNotFoundError(f"{name} in {folder} is incomplete or corrupted ({error}); "
+                                f"{hint}.") from error
+
+
+class ImageNet100(datasets.ImageFolder):
+    """ImageFolder restricted to the 100 classes of ImageNet-100, labelled in sorted order.
+
+    ``split_dir`` is an ImageNet split folder (``train`` or ``val``) with one sub-folder
+    per WordNet id; other classes in it are ignored, and a missing one is an error.
+    """
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        wanted = sorted(imagenet100_classes())
+        missing = [c for c in wanted if not (Path(directory) / c).is_dir()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} of the 100 ImageNet-100 classes (first: {missing[0]}) have no "
+                f"folder in {directory}: {_imagenet_hint(Path(directory).parent)}.")
+        return wanted, {c: i for i, c in enumerate(wanted)}
+
+
+def _imagenet_hint(root: Path) -> str:
+    return (f"ImageNet cannot be downloaded automatically, so on a machine with internet get "
+            f"ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz "
+            f"from https://image-net.org, put them in {root} and run "
+            f"python -c \"import torchvision.datasets as d; d.ImageNet('{root}', split='train'); "
+            f"d.ImageNet('{root}', split='val')\" to unpack them into class folders")
+
+
+def _imagenet100(root: Path, train: bool, download: bool, transform) -> Dataset:
+    if download:
+        raise ValueError("download=True is not possible for imagenet100: ImageNet needs an "
+                         "account at https://image-net.org; pass download=False and a root "
+                         "that holds train/ and val/ class folders.")
+    split_dir = root / ("train" if train else "val")
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"imagenet100 was not found: the folder {split_dir} does not "
+                                f"exist; {_imagenet_hint(root)}.")
+    if transform is None:  # a common size, so that images batch
+        transform = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])
+    return ImageNet100(str(split_dir), transform=transform)
+
+
+def get_dataset(name: str, root: str | Path | None = None, train: bool = True,
+                download: bool = False, transform=None) -> Dataset:
+    """A dataset of ``(image, label)`` pairs by name: cifar10, cifar100, imagenet100, toyworld.
+
+    root: the folder that holds the data (``default_root()`` if None); for CIFAR the
+    folder that contains ``cifar-10-batches-py`` / ``cifar-100-python``, for ImageNet-100
+    the ImageNet folder that contains ``train/`` and ``val/``; unused by the toy world.
+    train: the training split, else the test (validation) split.
+    download: fetch CIFAR if it is missing (never done by the book); impossible for ImageNet.
+    transform: applied to each image; by default images become tensors (3, H, W) in [0, 1]
+    (ImageNet-100: resized to 256 on the short side and centre-cropped to 224).
+    The toy world is ``ToyWorld(seed=0)``: 10,000 training and 2,000 test images.
+    """
+    if name not in NAMES:
+        raise ValueError(f"Unknown dataset {name!r}: choose one of {', '.join(NAMES)}.")
+    if name == "toyworld":
+        return ToyWorldDataset(ToyWorld(seed=0), TOYWORLD_SIZES[train], TOYWORLD_SEEDS[train],
+                               transform)
+    root = Path(root).expanduser() if root is not None else default_root()
+    if name == "imagenet100":
+        return _imagenet100(root, train, download, transform)
+    return _cifar(name, root, train, download, transform or T.ToTensor())

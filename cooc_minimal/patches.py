@@ -1,0 +1,124 @@
+"""Fixed-scale patches of a batch of images: random ones for training, a grid for evaluation.
+
+BagSSL trains on many small crops of one fixed size per image and represents an
+image by the mean embedding of such crops. Both samplers here work on a whole
+batch at once, by indexing, with no Python loop over patches, so they run as fast
+on a GPU as the images already there.
+
+Boxes follow torchvision's ``(x0, y0, x1, y1)`` convention in pixels, with the end
+excluded: the patch of box ``b`` of image ``i`` is ``images[i, :, y0:y1, x0:x1]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a 4-D tensor (B, C, H, W), got {shape}: add a batch "
+                         f"dimension with images.unsqueeze(0) for a single image.")
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _check_fits(size: int, images: torch.Tensor) -> None:
+    height, width = images.shape[-2:]
+    if size > min(height, width):
+        raise ValueError(f"size={size} is larger than the images ({height}x{width}): choose a "
+                         f"patch size of at most {min(height, width)}.")
+
+
+def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Cut the square ``size`` x ``size`` patches at ``boxes`` out of each image, by indexing.
+
+    images: (B, C, H, W); boxes: (B, n, 4) integer ``(x0, y0, x1, y1)`` with
+    ``x1 - x0 = y1 - y0 = size``. Returns patches: (B, n, C, size, size), contiguous.
+    """
+    batch = images.shape[0]
+    # Every window as a view (B, C, H - s + 1, W - s + 1, s, s), no copy; then one
+    # advanced-indexing read by top-left corner copies the B * n chosen windows.
+    windows = images.unfold(2, size, 1).unfold(3, size, 1)
+    image_index = torch.arange(batch, device=images.device).view(batch, 1)
+    return windows[image_index, :, boxes[..., 1], boxes[..., 0]].contiguous()
+
+
+def random_patches(images: torch.Tensor, size: int, n: int, out_size: int | None = None,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` square patches of side ``size`` per image, at uniformly random positions.
+
+    images: (B, C, H, W). Returns patches: (B, n, C, s, s) with ``s = out_size or size``,
+    and boxes: (B, n, 4) int64 ``(x0, y0, x1, y1)`` on the images' device. Each top-left
+    corner is uniform over the ``(H - size + 1) x (W - size + 1)`` positions, drawn
+    independently per patch (patches of one image may overlap, as in EMP-SSL).
+
+    ``out_size`` resizes every patch bilinearly with antialiasing, as torchvision's
+    ``Resize`` does (EMP-SSL turns 16x16 crops of CIFAR into 32x32); the antialiased
+    kernel gives the same pixels when enlarging, and is the faster one on CPUs.
+    The positions are drawn on the generator's device (the CPU without one) and moved,
+    so a seeded CPU generator gives the same boxes on every device.
+    """
+    _check_images(images)
+    _check_positive("size", size)
+    _check_positive("n", n)
+    _check_fits(size, images)
+    if out_size is not None:
+        _check_positive("out_size", out_size)
+        if not images.is_floating_point():
+            raise ValueError(f"images must be floating point to be resized to out_size, got "
+                             f"{images.dtype}: convert them with images.float() / 255.")
+    batch, height, width = images.shape[0], images.shape[-2], images.shape[-1]
+    draw_on = generator.device if generator is not None else torch.device("cpu")
+    # Uniform integers without a per-row bound: floor(u * count) is uniform on 0..count-1.
+    u = torch.rand(batch, n, 2, generator=generator, device=draw_on, dtype=torch.float64)
+    counts = torch.tensor([width - size + 1, height - size + 1], device=draw_on)
+    corners = (u * counts).floor().long().clamp_max(counts - 1).to(images.device)
+    boxes = torch.cat([corners, corners + size], dim=-1)
+    patches = crop_boxes(images, boxes, size)
+    if out_size is not None and out_size != size:
+        flat = patches.reshape(batch * n, *patches.shape[2:])
+        flat = F.interpolate(flat, size=(out_size, out_size), mode="bilinear",
+                             align_corners=False, antialias=True)
+        patches = flat.view(batch, n, *flat.shape[1:])
+    return patches, boxes
+
+
+def grid_boxes(height: int, width: int, size: int, stride: int,
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """Every grid position of a ``size`` patch moved by ``stride``, row by row.
+
+    Returns boxes: (L, 4) int64 ``(x0, y0, x1, y1)`` with
+    ``L = ((H - size) // stride + 1) * ((W - size) // stride + 1)``.
+    """
+    ys = torch.arange(0, height - size + 1, stride, device=device)
+    xs = torch.arange(0, width - size + 1, stride, device=device)
+    y0, x0 = torch.meshgrid(ys, xs, indexing="ij")
+    corners = torch.stack([x0.flatten(), y0.flatten()], dim=-1)
+    return torch.cat([corners, corners + size], dim=-1)
+
+
+def grid_patches(images: torch.Tensor, size: int,
+                 stride: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every patch of side ``size`` on a grid with step ``stride`` (``size`` by default).
+
+    images: (B, C, H, W). Returns patches: (B, L, C, size, size), ordered row by row
+    (left to right, then top to bottom), and boxes: (B, L, 4) int64 ``(x0, y0, x1, y1)``,
+    the same for every image, with ``L = ((H - size) // stride + 1) * ((W - size) // stride + 1)``.
+    Rows or columns that a last step would leave over are not covered.
+    """
+    _check_images(images)
+    _check_positive("size", size)
+    stride = size if stride is None else stride
+    _check_positive("stride", stride)
+    _check_fits(size, images)
+    batch, channels = images.shape[:2]
+    # unfold gives views (B, C, rows, cols, s, s) without copying; reshape copies once.
+    tiles = images.unfold(2, size, stride).unfold(3, size, stride)
+    patches = tiles.permute(0, 2, 3, 1, 4, 5).reshape(batch, -1, channels, size, size)
+    boxes = grid_boxes(images.shape[-2], images.shape[-1], size, stride, images.device)
+    return patches, boxes.expand(batch, -1, -1)

@@ -1,0 +1,105 @@
+"""Random and grid patches: shapes, boxes that reproduce the patches, determinism, clear errors."""
+
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+
+from cooc_minimal.patches import crop_boxes, grid_boxes, grid_patches, random_patches
+
+
+def _images(b=3, c=3, h=20, w=24, seed=0):
+    return torch.rand(b, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def test_random_patches_shapes_and_boxes_reproduce_the_patches():
+    images = _images()
+    patches, boxes = random_patches(images, 7, 5, generator=torch.Generator().manual_seed(1))
+    assert patches.shape == (3, 5, 3, 7, 7) and boxes.shape == (3, 5, 4)
+    assert boxes.dtype == torch.int64
+    for i in range(3):
+        for k in range(5):
+            x0, y0, x1, y1 = boxes[i, k].tolist()
+            assert x1 - x0 == 7 and y1 - y0 == 7
+            assert 0 <= x0 and x1 <= 24 and 0 <= y0 and y1 <= 20
+            assert torch.equal(patches[i, k], images[i, :, y0:y1, x0:x1])
+
+
+def test_patches_are_contiguous_even_from_channels_last_images():
+    images = torch.rand(2, 9, 9, 3).permute(0, 3, 1, 2)  # (B, C, H, W) view of HWC memory
+    for out_size in (None, 6):
+        patches, boxes = random_patches(images, 4, 3, out_size=out_size)
+        assert patches.is_contiguous()
+    assert torch.equal(random_patches(images, 4, 3, generator=torch.Generator().manual_seed(0))[0],
+                       random_patches(images.contiguous(), 4, 3,
+                                      generator=torch.Generator().manual_seed(0))[0])
+
+
+def test_random_patch_corners_cover_every_position():
+    images = torch.zeros(1, 1, 6, 5)
+    _, boxes = random_patches(images, 3, 2000, generator=torch.Generator().manual_seed(0))
+    corners = {tuple(b) for b in boxes[0, :, :2].tolist()}
+    assert corners == {(x, y) for x in range(3) for y in range(4)}  # (W-s+1) x (H-s+1)
+
+
+def test_out_size_matches_torchvision_resize_of_each_crop():
+    images = _images(b=2, h=32, w=32)
+    for out_size in (32, 10):  # enlarged (EMP-SSL's 16 -> 32) and shrunk (antialiased)
+        patches, boxes = random_patches(images, 16, 3, out_size=out_size,
+                                        generator=torch.Generator().manual_seed(2))
+        assert patches.shape == (2, 3, 3, out_size, out_size)
+        for i in range(2):
+            for k in range(3):
+                x0, y0, x1, y1 = boxes[i, k].tolist()
+                expected = TF.resize(images[i, :, y0:y1, x0:x1], [out_size, out_size],
+                                     antialias=True)
+                torch.testing.assert_close(patches[i, k], expected, atol=1e-5, rtol=0)
+
+
+def test_same_generator_seed_same_patches_other_seed_other_patches():
+    images = _images()
+    a = random_patches(images, 5, 4, generator=torch.Generator().manual_seed(3))
+    b = random_patches(images, 5, 4, generator=torch.Generator().manual_seed(3))
+    c = random_patches(images, 5, 4, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[1], c[1])
+
+
+def test_grid_patches_against_a_loop():
+    images = _images(b=2, h=11, w=9)
+    for size, stride in ((3, 3), (4, 2), (5, 4)):
+        patches, boxes = grid_patches(images, size, stride)
+        expected, expected_boxes = [], []
+        for y in range(0, 11 - size + 1, stride):
+            for x in range(0, 9 - size + 1, stride):
+                expected.append(images[:, :, y:y + size, x:x + size])
+                expected_boxes.append([x, y, x + size, y + size])
+        assert patches.shape == (2, len(expected), 3, size, size)
+        assert torch.equal(patches, torch.stack(expected, dim=1))
+        assert torch.equal(boxes, torch.tensor(expected_boxes).expand(2, -1, -1))
+        assert torch.equal(crop_boxes(images, boxes, size), patches)
+
+
+def test_grid_default_stride_tiles_the_image():
+    images = _images(b=1, h=32, w=32)
+    patches, boxes = grid_patches(images, 8)
+    assert patches.shape == (1, 16, 3, 8, 8)
+    assert torch.equal(boxes[0], grid_boxes(32, 32, 8, 8))
+    assert boxes[0, 1].tolist() == [8, 0, 16, 8]  # row-major: second tile is to the right
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda x: random_patches(x, 21, 2), r"size=21 is larger than the images \(20x24\)"),
+    (lambda x: random_patches(x, 0, 2), r"size must be a positive integer, got 0"),
+    (lambda x: random_patches(x, -3, 2), r"size must be a positive integer, got -3"),
+    (lambda x: random_patches(x, 4, 0), r"n must be a positive integer, got 0"),
+    (lambda x: random_patches(x, 4, 2, out_size=0), r"out_size must be a positive integer"),
+    (lambda x: random_patches(x[0], 4, 2), r"images must be a 4-D tensor \(B, C, H, W\)"),
+    (lambda x: random_patches((x * 255).byte(), 4, 2, out_size=8), r"must be floating point"),
+    (lambda x: grid_patches(x, 25), r"size=25 is larger than the images"),
+    (lambda x: grid_patches(x, 4, 0), r"stride must be a positive integer, got 0"),
+    (lambda x: grid_patches(x[0], 4), r"images must be a 4-D tensor"),
+])
+def test_bad_input_is_one_clear_sentence(call, match):
+    with pytest.raises(ValueError, match=match) as info:
+        call(_images())
+    assert str(info.value).count(". ") == 0 and str(info.value).endswith(".")
