@@ -218,30 +218,33 @@ TRANSPOSE = {Z: Zt, Zt: Z, I_N: I_N, I_d: I_d}
 IDENTITIES = {I_N: N, I_d: d}
 
 
-class Tr(sp.Function):
-    """The trace of a matrix word; a scalar, so it commutes."""
+class _ScalarOfWord(sp.Function):
+    """A scalar function of one matrix word (so it commutes), printed as ``open word close``."""
 
     nargs = 1
+    latex_open, latex_close, latex_power = "", "", ("", "")
 
     def _eval_is_commutative(self) -> bool:
         return True
 
     def _latex(self, printer, exp=None) -> str:
-        text = r"\operatorname{tr}\left(" + printer._print(self.args[0]) + r"\right)"
-        return text if exp is None else r"\left[" + text + r"\right]^{" + exp + "}"
+        text = self.latex_open + printer._print(self.args[0]) + self.latex_close
+        before, after = self.latex_power
+        return text if exp is None else before + text + after + "^{" + exp + "}"
 
 
-class FrobSq(sp.Function):
-    """The squared Frobenius norm of a matrix word; a scalar."""
+class Tr(_ScalarOfWord):
+    """The trace of a matrix word."""
 
-    nargs = 1
+    latex_open, latex_close = r"\operatorname{tr}\left(", r"\right)"
+    latex_power = (r"\left[", r"\right]")
 
-    def _eval_is_commutative(self) -> bool:
-        return True
 
-    def _latex(self, printer, exp=None) -> str:
-        text = r"\left\lVert " + printer._print(self.args[0]) + r"\right\rVert_F^2"
-        return text if exp is None else r"\left(" + text + r"\right)^{" + exp + "}"
+class FrobSq(_ScalarOfWord):
+    """The squared Frobenius norm of a matrix word."""
+
+    latex_open, latex_close = r"\left\lVert ", r"\right\rVert_F^2"
+    latex_power = (r"\left(", r"\right)")
 
 
 def _terms(expr: sp.Expr) -> list[tuple[sp.Expr, tuple]]:
