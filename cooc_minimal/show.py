@@ -1,0 +1,147 @@
+"""Display helpers for the book's notebooks: real HTML tables and the library's own source.
+
+The book is built with myst-nb, which shows Markdown *outputs* as plain text, so a
+table printed with ``display(Markdown(...))`` arrives as raw pipes. These helpers
+display HTML instead, with inline styles only, so they need no extra CSS and render the
+same in Jupyter, in the built book and offline.
+
+- ``show_table(rows, columns=None, caption=None, floatfmt="{:.3g}")``
+- ``show_source(obj)``: the highlighted source of a function, class or method, read
+  from the file at call time (so the chapter shows the code as it is now).
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import numbers
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["table_html", "source_html", "show_table", "show_source"]
+
+_TABLE_STYLE = "border-collapse:collapse;margin:0.5em 0;font-size:0.9em"
+_CELL_STYLE = "border:1px solid #ccc;padding:0.2em 0.6em;text-align:right"
+_HEAD_STYLE = _CELL_STYLE + ";background:#f3f3f3;font-weight:bold"
+_CAPTION_STYLE = "caption-side:top;text-align:left;font-weight:bold;padding:0.2em 0"
+
+
+def _format_cell(value: Any, floatfmt: str) -> str:
+    """One cell as escaped text: floats (and 0-d tensors/arrays) through `floatfmt`."""
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    if isinstance(value, bool) or value is None:
+        text = str(value)
+    elif isinstance(value, numbers.Integral):
+        text = str(int(value))
+    elif isinstance(value, numbers.Real):
+        text = floatfmt.format(float(value))
+    else:
+        text = str(value)
+    return html.escape(text)
+
+
+def table_html(
+    rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
+    columns: Sequence[str] | None = None,
+    caption: str | None = None,
+    floatfmt: str = "{:.3g}",
+) -> str:
+    """HTML of a table; rows are dicts (columns = their keys, in order) or sequences.
+
+    For dict rows, `columns` picks and orders the keys (default: the keys in order of first
+    appearance). For sequence rows, `columns` gives the header (default: no header row).
+    Real numbers are formatted with `floatfmt`; every cell is HTML-escaped.
+    """
+    rows = list(rows)
+    if not isinstance(floatfmt, str) or "{" not in floatfmt:
+        raise ValueError(f"floatfmt must be a format string such as '{{:.3g}}', got {floatfmt!r}.")
+    if rows and all(isinstance(r, Mapping) for r in rows):
+        if columns is None:
+            columns = list(dict.fromkeys(k for r in rows for k in r))
+        body = [[r.get(c, "") for c in columns] for r in rows]
+    elif all(isinstance(r, Sequence) and not isinstance(r, str) for r in rows):
+        body = [list(r) for r in rows]
+        if columns is not None and any(len(r) != len(columns) for r in body):
+            raise ValueError(
+                f"each row must have {len(columns)} cells, one per column; "
+                f"got rows of lengths {sorted({len(r) for r in body})}."
+            )
+    else:
+        raise ValueError(
+            "rows must be a list of dicts or a list of lists/tuples, not a mix or strings."
+        )
+    parts = [f'<table style="{_TABLE_STYLE}">']
+    if caption:
+        parts.append(f'<caption style="{_CAPTION_STYLE}">{html.escape(caption)}</caption>')
+    if columns is not None:
+        heads = "".join(f'<th style="{_HEAD_STYLE}">{html.escape(str(c))}</th>' for c in columns)
+        parts.append(f"<thead><tr>{heads}</tr></thead>")
+    parts.append("<tbody>")
+    for r in body:
+        cells = "".join(f'<td style="{_CELL_STYLE}">{_format_cell(v, floatfmt)}</td>' for v in r)
+        parts.append(f"<tr>{cells}</tr>")
+    parts.append("</tbody></table>")
+    return "".join(parts)
+
+
+def show_table(
+    rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
+    columns: Sequence[str] | None = None,
+    caption: str | None = None,
+    floatfmt: str = "{:.3g}",
+) -> None:
+    """Display `rows` as an HTML table in a notebook (see `table_html`); returns None."""
+    from IPython.display import HTML, display
+
+    display(HTML(table_html(rows, columns=columns, caption=caption, floatfmt=floatfmt)))
+
+
+def _qualified_name(obj: Any) -> str:
+    module = getattr(obj, "__module__", None) or inspect.getmodule(obj).__name__
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", repr(obj))
+    return f"{module}.{name}"
+
+
+def source_html(obj: Any) -> str:
+    """HTML of `obj`'s source (function, class or method), highlighted with inline styles.
+
+    The source is read from its file now (`inspect.getsource` after clearing the line
+    cache), so an edit to the library shows up on the next call.
+    """
+    import linecache
+
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    target = inspect.unwrap(obj.__func__ if inspect.ismethod(obj) else obj)
+    if isinstance(target, property):
+        target = target.fget
+    try:
+        filename = inspect.getsourcefile(target)
+        if filename:
+            linecache.checkcache(filename)
+        source = inspect.getsource(target)
+    except (TypeError, OSError):
+        raise ValueError(
+            f"show_source needs a Python function, class or method defined in a file; "
+            f"{obj!r} has no source to show."
+        ) from None
+    source = textwrap.dedent(source)
+    formatter = HtmlFormatter(noclasses=True, nowrap=False, style="default")
+    code = highlight(source, PythonLexer(), formatter)
+    caption = html.escape(_qualified_name(target))
+    return (
+        '<div class="cooc-source" style="margin:0.5em 0">'
+        f'<div style="font-size:0.85em;color:#555;font-family:monospace">source: {caption}</div>'
+        f'<div style="overflow-x:auto;font-size:0.85em">{code}</div></div>'
+    )
+
+
+def show_source(obj: Any) -> None:
+    """Display the highlighted source of a library function, class or method; returns None."""
+    from IPython.display import HTML, display
+
+    display(HTML(source_html(obj)))
