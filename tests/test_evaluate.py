@@ -1,0 +1,422 @@
+"""Bag embeddings, linear probe, weighted kNN, multi-scale convergence and the toy-world
+comparison, each against an independent computation or a model whose output is known."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from cooc_minimal import evaluate as E
+from cooc_minimal.cooccurrence import closed_form_embedding
+from cooc_minimal.models import Backbone, JointEmbedding, build_model, projector
+from cooc_minimal.patches import grid_patches, random_patches
+from cooc_minimal.toyworld import ToyWorld, ToyWorldDataset
+
+
+class MeanColour(Backbone):
+    """A backbone known by construction: the mean colour of its input, (B, 3, 1, 1)."""
+
+    out_dim = 3
+
+    def forward_features(self, x):
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
+class TileId(Backbone):
+    """One-hot of round(value * (L - 1)) of channel 0's mean: which of L tiles a patch is."""
+
+    def __init__(self, n_tiles: int):
+        super().__init__()
+        self.out_dim = n_tiles
+
+    def forward_features(self, x):
+        index = (x[:, 0].mean(dim=(1, 2)) * (self.out_dim - 1)).round().long()
+        return nn.functional.one_hot(index, self.out_dim).float()[:, :, None, None]
+
+
+def known_model(backbone: Backbone) -> JointEmbedding:
+    """Identity normalisation, no projector: embed(x) is the backbone's output."""
+    return JointEmbedding(backbone, projector("", backbone.out_dim), mean=(0.0, 0.0, 0.0),
+                          std=(1.0, 1.0, 1.0))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = build_model("tiny", "32-16", width=8)
+    return model
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.rand(10, 3, 24, 20, generator=torch.Generator().manual_seed(0))
+
+
+# ---------------------------------------------------------------------- bag embeddings
+
+def test_bag_is_the_mean_of_per_patch_embeddings_computed_one_image_at_a_time(tiny, images):
+    bags = E.bag_embeddings(tiny, images, 8, 5, generator=torch.Generator().manual_seed(3))
+    patches, _ = random_patches(images, 8, 5, generator=torch.Generator().manual_seed(3))
+    tiny.eval()
+    with torch.no_grad():
+        expected = torch.stack([tiny.embed(p).mean(dim=0) for p in patches])  # image by image
+    tiny.train()
+    assert bags.shape == (10, tiny.embedding_dim) and bags.dtype == torch.float32
+    torch.testing.assert_close(bags, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_chunking_does_not_change_the_bags(tiny, images):
+    big = E.bag_embeddings(tiny, images, 8, 6, batch_size=10_000,
+                           generator=torch.Generator().manual_seed(1))
+    small = E.bag_embeddings(tiny, images, 8, 6, batch_size=7,  # one image per pass
+                             generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(big, small, atol=1e-5, rtol=1e-5)
+
+
+def test_projection_space_averages_the_projections_not_the_projection_of_the_mean(images):
+    torch.manual_seed(0)
+    model = build_model("tiny", "32-16", width=8).eval()
+    bags = E.bag_embeddings(model, images, 8, 4, space="projection",
+                            generator=torch.Generator().manual_seed(2))
+    patches, _ = random_patches(images, 8, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        h, z = model(patches.flatten(0, 1))
+        mean_of_z = z.view(10, 4, -1).mean(1)
+        z_of_mean = model.projector(h.view(10, 4, -1).mean(1))
+    assert bags.shape == (10, 16)
+    torch.testing.assert_close(bags, mean_of_z, atol=1e-5, rtol=1e-5)
+    assert (bags - z_of_mean).abs().max() > 1e-3
+
+
+def test_full_grid_bag_of_mean_colours_is_the_image_mean_colour():
+    model = known_model(MeanColour())
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    bags = E.bag_embeddings(model, images, 8, None, grid=True)  # all 16 tiles
+    torch.testing.assert_close(bags, images.mean(dim=(2, 3)), atol=1e-6, rtol=1e-6)
+
+
+def test_grid_subsets_are_distinct_tiles_and_nested():
+    grid, n_tiles = 4, 16
+    values = torch.arange(n_tiles, dtype=torch.float32) / (n_tiles - 1)  # tile t shows t / 15
+    tiles = values.view(1, 1, grid, 1, grid, 1).expand(6, 3, grid, 8, grid, 8)
+    images = tiles.reshape(6, 3, 32, 32)
+    model = known_model(TileId(n_tiles))
+    bags = E.bag_embeddings(model, images, 8, [1, 5, 16], grid=True,
+                            generator=torch.Generator().manual_seed(0))
+    for n, bag in bags.items():
+        histogram = bag * n  # how often each tile was used
+        assert torch.allclose(histogram.sum(1), torch.full((6,), float(n)))
+        assert histogram.max() <= 1 + 1e-6, f"a tile was used twice in a bag of {n}"
+    assert torch.all(bags[1] * 1 <= bags[5] * 5 + 1e-6)  # the 1-bag's tile is in the 5-bag
+    assert torch.allclose(bags[16], torch.full((6, 16), 1 / 16))
+
+
+def test_list_of_counts_gives_nested_prefix_means(tiny, images):
+    bags = E.bag_embeddings(tiny, images, 6, [4, 1, 16], generator=torch.Generator().manual_seed(5))
+    assert sorted(bags) == [1, 4, 16]
+    single = E.bag_embeddings(tiny, images, 6, 16, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(bags[16], single, atol=1e-5, rtol=1e-5)
+    patches, _ = random_patches(images, 6, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        tiny.eval()
+        h = tiny.embed(patches.flatten(0, 1)).view(10, 16, -1)
+        tiny.train()
+    torch.testing.assert_close(bags[4], h[:, :4].mean(1), atol=1e-5, rtol=1e-5)
+
+
+def test_out_size_resizes_patches_before_the_network(tiny, images):
+    bags = E.bag_embeddings(tiny, images, 8, 3, out_size=16,
+                            generator=torch.Generator().manual_seed(4))
+    patches, _ = random_patches(images, 8, 3, out_size=16,
+                                generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        tiny.eval()
+        expected = tiny.embed(patches.flatten(0, 1)).view(10, 3, -1).mean(1)
+        tiny.train()
+    torch.testing.assert_close(bags, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_model_runs_in_eval_mode_without_touching_batchnorm_and_its_mode_is_restored(images):
+    torch.manual_seed(0)
+    model = build_model("tiny", "32-16", width=8).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    E.bag_embeddings(model, images, 8, 4, space="projection")
+    assert model.training and all(m.training for m in model.modules())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), f"{key} changed"
+    model.eval()
+    E.bag_embeddings(model, images, 8, 4)
+    assert not any(m.training for m in model.modules())
+
+
+def test_bf16_autocast_runs_the_network_in_bf16_and_averages_in_float32(tiny, images):
+    reference = E.bag_embeddings(tiny, images, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = E.bag_embeddings(tiny, images, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert low.dtype == torch.float32
+    error = ((low - reference).norm(dim=1) / reference.norm(dim=1)).max().item()
+    assert 0 < error < 0.03, f"bf16 bags differ from float32 by {error:.3g} (relative)"
+
+
+def test_a_dataset_gives_the_same_bags_as_its_tensor_and_the_labels():
+    world = ToyWorld(seed=0)
+    dataset = ToyWorldDataset(world, 12, seed=3)
+    torch.manual_seed(0)
+    model = build_model("tiny", "", width=8)
+    from_tensor = E.bag_embeddings(model, dataset.images, 8, [2, 4],
+                                   generator=torch.Generator().manual_seed(0))
+    bags, labels = E.embed_dataset(model, dataset, 8, [2, 4], batch_size=20,  # 5 images a pass
+                                   generator=torch.Generator().manual_seed(0), progress=False)
+    assert torch.equal(labels, dataset.labels)
+    for n in (2, 4):
+        torch.testing.assert_close(bags[n], from_tensor[n], atol=1e-5, rtol=1e-5)
+    only = E.bag_embeddings(model, dataset, 8, 4, generator=torch.Generator().manual_seed(0),
+                            progress=False)
+    torch.testing.assert_close(only, from_tensor[4], atol=1e-5, rtol=1e-5)
+    limited, few = E.embed_dataset(model, dataset, 8, 4, limit=5, progress=False)
+    assert limited.shape == (5, model.embedding_dim) and torch.equal(few, dataset.labels[:5])
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(patch_size=40, n_patches=2), "larger than the images"),
+    (dict(patch_size=8, n_patches=0), "positive integer"),
+    (dict(patch_size=8, n_patches=[]), "non-empty list"),
+    (dict(patch_size=8, n_patches=2, space="z"), "'embedding' or 'projection'"),
+    (dict(patch_size=8, n_patches=7, grid=True), "more than the 6 grid patches"),
+    (dict(patch_size=8, n_patches=2, batch_size=0), "batch_size"),
+])
+def test_bad_arguments_raise_one_clear_sentence(tiny, images, kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        E.bag_embeddings(tiny, images, **kwargs)
+
+
+def test_bad_images_and_models_are_named(tiny, images):
+    with pytest.raises(ValueError, match="unsqueeze"):
+        E.bag_embeddings(tiny, images[0], 8, 2)
+    with pytest.raises(ValueError, match="JointEmbedding"):
+        E.bag_embeddings(nn.Linear(3, 3), images, 8, 2)
+    with pytest.raises(ValueError, match="floating point"):
+        E.bag_embeddings(tiny, (images * 255).to(torch.uint8), 8, 2)
+
+
+# ------------------------------------------------------------------------ linear probe
+
+def gaussian_classes(n: int, seed: int, dim: int = 20, classes: int = 4, spread: float = 0.8):
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(classes, dim, generator=torch.Generator().manual_seed(99)) * spread / 2
+    y = torch.randint(0, classes, (n,), generator=g)
+    return means[y] + torch.randn(n, dim, generator=g), y, means
+
+
+def test_probe_reaches_the_bayes_classifier_on_gaussian_classes():
+    train_x, train_y, means = gaussian_classes(4000, 0)
+    test_x, test_y, _ = gaussian_classes(4000, 1)
+    result = E.linear_probe(train_x, train_y, test_x, test_y)
+    # Equal isotropic covariances and priors: Bayes picks the nearest class mean.
+    bayes = (torch.cdist(test_x, means).argmin(1) == test_y).float().mean().item()
+    assert 0.4 < bayes < 0.9  # a problem where the classifier matters
+    assert result.accuracy >= bayes - 0.015, (result.accuracy, bayes)
+    logits = result.head(test_x)
+    assert logits.shape == (4000, 4)
+    assert E.accuracy(logits.argmax(1), test_y) == pytest.approx(result.accuracy)
+
+
+def test_probe_budget_reaches_the_optimum_of_its_objective():
+    train_x, train_y, _ = gaussian_classes(3000, 2, dim=64, classes=10, spread=3.0)
+    wd = 5e-4
+    result = E.linear_probe(train_x, train_y, train_x[:10], train_y[:10], weight_decay=wd)
+    standardize, linear = result.head
+    # The gradient of the objective, recomputed independently in float64, is ~0.
+    x = ((train_x.double() - train_x.double().mean(0)) / train_x.double().std(0))
+    W = linear.weight.detach().double().clone().requires_grad_(True)
+    b = linear.bias.detach().double().clone().requires_grad_(True)
+    logp = torch.log_softmax(x @ W.T + b, dim=1)
+    loss = -logp[torch.arange(3000), train_y].mean() + wd / 2 * W.square().sum()
+    loss.backward()
+    gradient = torch.cat([W.grad.flatten(), b.grad]).norm().item()
+    assert gradient < 1e-4, f"the probe stopped with gradient norm {gradient:.2e}"
+    assert result.loss == pytest.approx(loss.item(), rel=1e-4)
+    longer = E.linear_probe(train_x, train_y, train_x[:10], train_y[:10], weight_decay=wd,
+                            max_iter=3000)
+    assert result.loss <= longer.loss + 1e-5
+
+
+def test_probe_is_invariant_to_the_scale_of_each_feature():
+    train_x, train_y, _ = gaussian_classes(1500, 3)
+    test_x, test_y, _ = gaussian_classes(1500, 4)
+    scale = torch.logspace(-3, 3, train_x.shape[1])
+    a = E.linear_probe(train_x, train_y, test_x, test_y)
+    b = E.linear_probe(train_x * scale + 7, train_y, test_x * scale + 7, test_y)
+    assert a.accuracy == pytest.approx(b.accuracy, abs=2e-3)
+
+
+def test_probe_rejects_mismatched_inputs():
+    x, y, _ = gaussian_classes(50, 0)
+    with pytest.raises(ValueError, match="test_x has 5"):
+        E.linear_probe(x, y, x[:, :5], y)
+    with pytest.raises(ValueError, match="one label per row"):
+        E.linear_probe(x, y[:10], x, y)
+    with pytest.raises(ValueError, match="NaN"):
+        E.linear_probe(x * math.nan, y, x, y)
+
+
+# --------------------------------------------------------------------------------- kNN
+
+def knn_reference(train_x, train_y, test_x, k, temperature, n_classes):
+    """The InstDisc vote written out in NumPy, one test row at a time."""
+    a = train_x.double().numpy()
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    out = []
+    for q in test_x.double().numpy():
+        s = a @ (q / np.linalg.norm(q))
+        top = np.argsort(-s)[:k]
+        votes = np.zeros(n_classes)
+        for j in top:
+            votes[train_y[j]] += math.exp(s[j] / temperature)
+        out.append(int(np.argmax(votes)))
+    return torch.tensor(out)
+
+
+def test_knn_matches_the_written_out_vote():
+    g = torch.Generator().manual_seed(0)
+    train_x, train_y = torch.randn(300, 8, generator=g), torch.randint(0, 5, (300,), generator=g)
+    test_x = torch.randn(120, 8, generator=g)
+    for k, t in ((20, 0.07), (5, 0.5), (1, 0.07)):
+        ours = E.knn_classify(train_x, train_y, test_x, k=k, temperature=t)
+        expected = knn_reference(train_x, train_y, test_x, k, t, 5)
+        assert torch.equal(ours, expected), f"k={k}, T={t}"
+
+
+def test_knn_chunked_is_the_same_as_unchunked():
+    g = torch.Generator().manual_seed(1)
+    train_x, train_y = torch.randn(500, 16, generator=g), torch.randint(0, 10, (500,), generator=g)
+    test_x = torch.randn(333, 16, generator=g)
+    whole = E.knn_classify(train_x, train_y, test_x, chunk_size=333)
+    for chunk in (1, 7, 100):
+        assert torch.equal(E.knn_classify(train_x, train_y, test_x, chunk_size=chunk), whole)
+
+
+def test_knn_weights_let_one_close_neighbour_outvote_two_far_ones():
+    train_x = torch.tensor([[1.0, 0.02], [1.0, 0.6], [1.0, -0.6]])
+    train_y = torch.tensor([0, 1, 1])
+    query = torch.tensor([[1.0, 0.0]])
+    assert E.knn_classify(train_x, train_y, query, k=3, temperature=0.07).item() == 0
+    assert E.knn_classify(train_x, train_y, query, k=3, temperature=100.0).item() == 1  # ~vote
+    # a tiny temperature would overflow exp(s / T) without the shift
+    assert E.knn_classify(train_x, train_y, query, k=3, temperature=1e-3).item() == 0
+
+
+class LargestTensor(TorchFunctionMode):
+    """Records the most elements of any tensor a torch function returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def test_knn_memory_is_bounded_by_chunks_for_a_cifar_sized_bank():
+    g = torch.Generator().manual_seed(2)
+    train_x, train_y = torch.randn(50_000, 4, generator=g), torch.randint(0, 10, (50_000,),
+                                                                         generator=g)
+    test_x = torch.randn(1000, 4, generator=g)
+    with LargestTensor() as spy:
+        predictions = E.knn_classify(train_x, train_y, test_x)
+    assert predictions.shape == (1000,)
+    # 50,000 x 10,000 would be 5e8 similarities (2 GB); each chunk holds at most 2**24 of them.
+    assert spy.largest <= 2**24 + 50_000 * 4, spy.largest
+
+
+def test_knn_rejects_k_larger_than_the_bank():
+    with pytest.raises(ValueError, match="k=20 is more than the 5 training samples"):
+        E.knn_classify(torch.randn(5, 3), torch.zeros(5, dtype=torch.long), torch.randn(2, 3))
+
+
+# -------------------------------------------------------------- multi-scale convergence
+
+def test_convergence_against_the_written_out_cosine_and_it_rises_with_n():
+    world = ToyWorld(seed=0)
+    images = world.sample(64, 0).images
+    model = known_model(MeanColour())
+    counts = [1, 2, 4, 16, 64]
+    curve = E.multiscale_convergence(model, images, 8, counts,
+                                     generator=torch.Generator().manual_seed(0))
+    patches, _ = random_patches(images, 8, 64, generator=torch.Generator().manual_seed(0))
+    colours = patches.mean(dim=(3, 4))  # (B, 64, 3): each patch's embedding
+    whole = images.mean(dim=(2, 3))
+    expected = [nn.functional.cosine_similarity(colours[:, :n].mean(1), whole).mean().item()
+                for n in counts]
+    assert curve.tolist() == pytest.approx(expected, abs=1e-5)
+    assert all(b > a for a, b in zip(expected, expected[1:], strict=False))
+    assert expected[-1] > 0.995
+
+
+def test_convergence_of_a_full_grid_is_exact_for_a_linear_embedding():
+    images = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    model = known_model(MeanColour())
+    bags = E.bag_embeddings(model, images, 4, None, grid=True)
+    cos = nn.functional.cosine_similarity(bags, model.embed(images)).min().item()
+    assert cos == pytest.approx(1.0, abs=1e-6)
+
+
+# ----------------------------------------------------- part embeddings and the closed form
+
+def test_part_embeddings_of_mean_colours_are_the_part_colours():
+    world = ToyWorld(seed=0)
+    sample = world.sample(200, 1)
+    model = known_model(MeanColour())
+    parts = E.part_embeddings(model, sample.images, sample.parts, world.tile, world.n_parts,
+                              space="embedding")
+    assert parts.shape == (world.n_parts, 3)
+    assert (parts - world.colors).abs().max() < 0.03  # stripes and noise average out
+
+
+def test_part_embeddings_average_the_tiles_of_each_part(tiny):
+    world = ToyWorld(seed=0)
+    sample = world.sample(6, 2)
+    parts = E.part_embeddings(tiny, sample.images, sample.parts, 8, world.n_parts)
+    tiles = grid_patches(sample.images, 8)[0].flatten(0, 1)
+    with torch.no_grad():
+        tiny.eval()
+        z = tiny.embed(tiles, "projection")
+        tiny.train()
+    ids = sample.parts.flatten()
+    for v in range(world.n_parts):
+        if (ids == v).any():
+            torch.testing.assert_close(parts[v], z[ids == v].mean(0), atol=1e-5, rtol=1e-5)
+        else:
+            assert torch.isnan(parts[v]).all()
+
+
+def centred_kernel_alignment(Z, R, p):
+    """Independent form: H D^1/2 Z Z^T D^1/2 H with H the projection off sqrt(p)."""
+    u = np.sqrt(p) / np.linalg.norm(np.sqrt(p))
+    H = np.eye(len(p)) - np.outer(u, u)
+    D = np.diag(np.sqrt(p))
+    A = H @ D @ Z @ Z.T @ D @ H
+    B = H @ D @ R @ R.T @ D @ H
+    return float((A * B).sum() / np.linalg.norm(A) / np.linalg.norm(B))
+
+
+def test_gram_similarity_matches_the_written_out_formula_and_its_invariances():
+    world = ToyWorld(seed=0)
+    P, p = world.cooccurrence()
+    closed = closed_form_embedding(P, 8)
+    g = torch.Generator().manual_seed(0)
+    Z = torch.randn(8, 5, generator=g, dtype=torch.float64)
+    value = E.gram_similarity(Z, closed, p)
+    assert value == pytest.approx(centred_kernel_alignment(Z.numpy(), closed.numpy(), p.numpy()),
+                                  abs=1e-10)
+    Q, _ = torch.linalg.qr(torch.randn(8, 8, generator=g, dtype=torch.float64))
+    assert E.gram_similarity(3.0 * closed @ Q, closed, p) == pytest.approx(1.0, abs=1e-10)
+    assert E.gram_similarity(torch.ones(8, 4), closed, p) == 0.0  # constant: nothing learned
+    assert E.gram_similarity(closed, closed, p, centre=False) == pytest.approx(1.0)
