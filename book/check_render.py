@@ -1,0 +1,235 @@
+"""Check that a built book renders right: run on book/_build/html after `make book`.
+
+    python book/check_render.py [book/_build/html]
+
+Parses every built page and reports, naming the page and the offending text:
+
+- **markdown-table**: raw Markdown table syntax (a `|---|---|` separator row) in a cell's
+  output or in the prose, i.e. a table that reached the reader as pipes (myst-nb shows a
+  Markdown *output* as CommonMark, without tables: use `cooc_minimal.show.show_table`);
+- **raw-math**: a `$`, `\\(`, `\\[` or `\\begin{` outside a math element (prose or a rendered
+  output), or LaTeX between dollars in printed text: math the reader sees as source;
+- **external**: a script, stylesheet, font, image or frame loaded from outside the book
+  folder (`http(s)://` or `//`), in a page or in a stylesheet it loads; and a local script
+  or stylesheet that the build does not contain (MathJax missing, say);
+- **error**: an error, traceback or warning in an output;
+- **object-repr**: a default Python repr such as `<torch._C.Generator at 0x7f...>`.
+
+Code (cell inputs, code blocks, inline code) is not checked for `$` or tables: it is shown
+as code. sphinx-thebe writes its loader's address into an inline script constant; it is
+fetched only when a reader presses a "Live Code" button, which this book does not have, so
+inline script text is not a load and is not checked.
+
+Exit status 0 when every page is clean, 1 otherwise (one line per problem).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bs4 import BeautifulSoup, Tag
+from bs4.element import NavigableString
+
+#: a cell of a Markdown table's separator row: |---|, | :---: |, or |—| once Sphinx's
+#: smartquotes has turned the three hyphens into an em dash
+TABLE_SEPARATOR = re.compile(r"\|[ \t]*:?(?:-{3,}|[\u2014\u2013][-\u2014\u2013]*):?[ \t]*\|")
+#: math delimiters that should have been typeset
+RAW_MATH = re.compile(r"\$|\\\(|\\\[|\\begin\{")
+#: LaTeX between dollars in printed (preformatted) output: $...\cmd...$, $x^2$, $$
+PRINTED_LATEX = re.compile(r"\$\$|\$[^$\n]*[\\^_{}][^$\n]*\$")
+ERROR_TEXT = re.compile(
+    r"Traceback \(most recent call last\)"
+    r"|^\s*[A-Za-z_][\w.]*(Error|Exception): "
+    r"|^\S+:\d+: \w*Warning: ", re.M)
+OBJECT_REPR = re.compile(r"<[A-Za-z_][\w.]*( object)? at 0x[0-9a-fA-F]+>")
+EXTERNAL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*:)?//")
+CSS_URL = re.compile(r"""@import\s+(?:url\()?\s*['"]?([^'")\s;]+)|url\(\s*['"]?([^'")]+)""")
+#: elements whose text is code or math, never prose
+CODE_OR_MATH = ("pre", "code", "script", "style", "kbd", "samp")
+LOADING_RELS = {"stylesheet", "preload", "modulepreload", "icon", "prefetch", "manifest"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    page: str
+    kind: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.page}: {self.kind}: {self.text}"
+
+
+def _snippet(text: str, start: int = 0, width: int = 90) -> str:
+    begin = max(0, start - width // 3)
+    piece = " ".join(text[begin:begin + width].split())
+    return repr(piece)
+
+
+def _is_math(tag: Tag) -> bool:
+    return "math" in (tag.get("class") or [])
+
+
+def _inside(node, predicate) -> bool:
+    parent = node.parent
+    while parent is not None and isinstance(parent, Tag):
+        if predicate(parent):
+            return True
+        parent = parent.parent
+    return False
+
+
+def _is_code_or_math(tag: Tag) -> bool:
+    classes = tag.get("class") or []
+    return (tag.name in CODE_OR_MATH or _is_math(tag) or "cell_input" in classes
+            or "highlight" in classes or tag.name in ("head", "title"))
+
+
+def _prose_strings(body: Tag) -> Iterator[NavigableString]:
+    """Text nodes a reader sees as prose: not code, not math, not a cell's input."""
+    for node in body.find_all(string=True):
+        if (isinstance(node, NavigableString) and node.strip()
+                and not _inside(node, _is_code_or_math)):
+            yield node
+
+
+def _output_blocks(body: Tag) -> Iterator[Tag]:
+    yield from body.select("div.cell_output")
+
+
+def _local_target(page: Path, root: Path, url: str) -> Path | None:
+    path = urlsplit(url).path
+    if not path:
+        return None
+    return (page.parent / path).resolve() if not path.startswith("/") else root / path.lstrip("/")
+
+
+def _check_css(css: Path, root: Path, rel: str, seen: set[Path]) -> Iterator[Problem]:
+    if css in seen or not css.exists():
+        return
+    seen.add(css)
+    for match in CSS_URL.finditer(css.read_text(errors="replace")):
+        url = (match.group(1) or match.group(2)).strip()
+        if url.startswith("data:"):
+            continue
+        if EXTERNAL.match(url):
+            yield Problem(rel, "external", f"stylesheet {css.relative_to(root)} loads {url}")
+        elif match.group(1):  # a local @import: follow it
+            target = _local_target(css, root, url)
+            if target is not None:
+                yield from _check_css(target, root, rel, seen)
+
+
+def check_page(page: Path, root: Path, seen_css: set[Path] | None = None) -> list[Problem]:
+    """Every problem on one built page (see the module docstring)."""
+    rel = str(page.relative_to(root))
+    soup = BeautifulSoup(page.read_text(errors="replace"), "html.parser")
+    problems: list[Problem] = []
+    seen_css = set() if seen_css is None else seen_css
+
+    # -- external or missing resources
+    loads = [(tag, "src") for tag in soup.find_all(["script", "img", "iframe", "embed", "source",
+                                                    "audio", "video", "track"], src=True)]
+    loads += [(tag, "data") for tag in soup.find_all("object", data=True)]
+    loads += [(tag, "href") for tag in soup.find_all("link", href=True)
+              if LOADING_RELS & set(tag.get("rel") or [])]
+    for tag, attribute in loads:
+        url = tag[attribute].strip()
+        if url.startswith("data:"):
+            continue
+        if EXTERNAL.match(url):
+            problems.append(Problem(rel, "external", f"<{tag.name} {attribute}={url!r}>"))
+            continue
+        target = _local_target(page, root, url)
+        if tag.name in ("script", "link") and target is not None and not target.exists():
+            problems.append(Problem(rel, "external", f"<{tag.name}> loads {url!r}, which the "
+                                                     f"built book does not contain"))
+        elif tag.name == "link" and target is not None and target.suffix == ".css":
+            problems += _check_css(target, root, rel, seen_css)
+    styles = [t.get_text() for t in soup.find_all("style")]
+    styles += [t["style"] for t in soup.find_all(style=True)]
+    for css in styles:
+        for match in CSS_URL.finditer(css):
+            url = (match.group(1) or match.group(2)).strip()
+            if EXTERNAL.match(url):
+                problems.append(Problem(rel, "external", f"inline style loads {url}"))
+
+    body = soup.body or soup
+    # -- prose: tables and math that were not rendered
+    for node in _prose_strings(body):
+        text = str(node)
+        in_output = _inside(node, lambda t: "cell_output" in (t.get("class") or []))
+        where = "an output" if in_output else "the text"
+        found = RAW_MATH.search(text)
+        if found:
+            problems.append(Problem(rel, "raw-math", f"{found.group()!r} in {where}: "
+                                                     f"{_snippet(text, found.start())}"))
+        found = TABLE_SEPARATOR.search(text)
+        if found:
+            problems.append(Problem(rel, "markdown-table", f"raw Markdown table in {where}: "
+                                                           f"{_snippet(text, found.start())}"))
+    # -- outputs: printed tables, LaTeX, errors, object reprs
+    for block in _output_blocks(body):
+        classes = {c for tag in [block, *block.find_all(True)] for c in (tag.get("class") or [])}
+        text = block.get_text()
+        printed = "\n".join(p.get_text() for p in block.find_all("pre"))
+        if classes & {"traceback", "error"}:
+            problems.append(Problem(rel, "error", f"an error output: {_snippet(text)}"))
+        else:
+            found = ERROR_TEXT.search(text)
+            if found:
+                problems.append(Problem(rel, "error", f"in an output: "
+                                                      f"{_snippet(text, found.start())}"))
+        found = TABLE_SEPARATOR.search(printed)
+        if found:
+            problems.append(Problem(rel, "markdown-table", f"raw Markdown table in an output: "
+                                                           f"{_snippet(printed, found.start())}"))
+        found = PRINTED_LATEX.search(printed)
+        if found:
+            problems.append(Problem(rel, "raw-math", f"LaTeX printed as text in an output: "
+                                                     f"{_snippet(printed, found.start())}"))
+        found = OBJECT_REPR.search(text)
+        if found:
+            problems.append(Problem(rel, "object-repr", f"{found.group()!r} in an output: end "
+                                                        f"the cell with ';' or assign the value"))
+    # one report per (kind, text)
+    return list(dict.fromkeys(problems))
+
+
+def pages(root: Path) -> list[Path]:
+    skip = {"_static", "_sources", "_images", "reports"}
+    return sorted(p for p in root.rglob("*.html")
+                  if not skip & set(p.relative_to(root).parts[:-1])
+                  and p.name not in ("genindex.html", "search.html"))
+
+
+def check_book(root: Path) -> list[Problem]:
+    """Every problem on every page of the built book at `root` (book/_build/html)."""
+    root = Path(root).resolve()
+    if not (root / "index.html").exists():
+        raise FileNotFoundError(f"{root} has no index.html: build the book first (make book).")
+    seen_css: set[Path] = set()
+    return [p for page in pages(root) for p in check_page(page, root, seen_css)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    root = Path(args[0] if args else Path(__file__).resolve().parent / "_build" / "html")
+    try:
+        problems = check_book(root)
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(problem)
+    n_pages = len(pages(root.resolve()))
+    print(f"render check: {n_pages} pages, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
