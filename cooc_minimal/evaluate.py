@@ -12,6 +12,8 @@
   embedding of the whole image, as n grows.
 - :func:`part_embeddings` and :func:`gram_similarity`: on the toy world, the embedding of each
   part type, compared with the closed-form optimum of Proposition 3.1 (chapter 5).
+- ``local_aggregation_features`` and ``global_pool_features`` (appendix C.4), defined in
+  ``local_aggregation.py`` and re-exported here, so that every evaluation is in one module.
 - The command line ``python -m cooc_minimal.evaluate`` (``cooc-eval``) runs the probe and
   the kNN on a checkpoint.
 
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from cooc_minimal.local_aggregation import global_pool_features, local_aggregation_features
 from cooc_minimal.patches import crop_boxes, grid_boxes, random_patches
 
 SPACES = ("embedding", "projection")
@@ -39,9 +42,11 @@ __all__ = [
     "accuracy",
     "bag_embeddings",
     "embed_dataset",
+    "global_pool_features",
     "gram_similarity",
     "knn_classify",
     "linear_probe",
+    "local_aggregation_features",
     "multiscale_convergence",
     "part_embeddings",
 ]
