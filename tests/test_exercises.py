@@ -1,53 +1,211 @@
-"""The checker rejects every stub and accepts every reference solution."""
+"""Every exercise set, found automatically: each stub is "not done", each solution passes.
+
+Also the rules an answer must keep (read from its syntax tree) and who gets the blame
+when something raises. Grading, cheats and student copies: tests/test_grade.py.
+"""
 
 import subprocess
 import sys
 
 import pytest
 
-from exercises import checker
-from exercises.student_copy import student_files, write_student_copy
+from exercises import checker, rules
+from exercises.checktools import NO_LIBRARY, NO_LOOPS, NO_NUMPY, exercise, forbid_names
 
 SETS = checker.exercise_sets()
-PAIRS = [(s, name) for s in SETS for name, _ in checker.checks_of(s)]
+CHECK_SETS = {s.stem: checker.load_checks(s) for s in SETS}
+PAIRS = [(s, c.name) for s in SETS for c in CHECK_SETS[s.stem].checks]
+IDS = [f"{s.stem}.{n}" for s, n in PAIRS]
 HAVE_SOLUTIONS = (checker.EXERCISES_DIR / "solutions").is_dir()
 
 
-def test_every_chapter_set_is_complete():
-    assert SETS, "no exercise sets found"
+def only(exercise_set, name, **kwargs):
+    (result,) = checker.run_set(exercise_set, only=[name], check_set=CHECK_SETS[exercise_set.stem],
+                                **kwargs)
+    return result
+
+
+def test_every_set_is_complete_and_declared():
+    assert len(SETS) >= 5, "no exercise sets found"
     for exercise_set in SETS:
+        checks = CHECK_SETS[exercise_set.stem].checks
+        assert checks, f"{exercise_set.stem}: no check_ functions"
         assert exercise_set.answers_path().exists(), f"{exercise_set.stem}: stub file missing"
-        assert checker.checks_of(exercise_set), f"{exercise_set.stem}: no check_ functions"
         page = exercise_set.answers_path().with_suffix(".ipynb")
         assert page.exists(), f"{exercise_set.stem}: the book page {page.name} is missing"
+        if HAVE_SOLUTIONS:
+            assert exercise_set.answers_path(solutions=True).exists()
+        assert all(c.points > 0 for c in checks)
+        assert len({c.name for c in checks}) == len(checks)
 
 
-@pytest.mark.parametrize("exercise_set,name", PAIRS, ids=[f"{s.stem}.{n}" for s, n in PAIRS])
+@pytest.mark.skipif(not HAVE_SOLUTIONS, reason="a student copy: the stubs are the student's")
+@pytest.mark.parametrize("exercise_set,name", PAIRS, ids=IDS)
 def test_stub_fails_as_not_done(exercise_set, name):
-    results = {r.exercise: r for r in checker.run_set(exercise_set)}
-    assert not results[name].passed
-    assert results[name].message.startswith("not done yet"), results[name].message
+    result = only(exercise_set, name)
+    assert result.status == "not done" and not result.passed, result
+    assert result.message.startswith("not done yet") and result.points == 0
 
 
 @pytest.mark.skipif(not HAVE_SOLUTIONS, reason="a student copy has no solutions")
-@pytest.mark.parametrize("exercise_set,name", PAIRS, ids=[f"{s.stem}.{n}" for s, n in PAIRS])
+@pytest.mark.parametrize("exercise_set,name", PAIRS, ids=IDS)
 def test_solution_passes(exercise_set, name):
-    results = {r.exercise: r for r in checker.run_set(exercise_set, solutions=True)}
-    assert results[name].passed, results[name].message
+    result = only(exercise_set, name, solutions=True)
+    assert result.passed, result.message
+    assert result.points == result.max_points > 0
 
 
-def test_a_wrong_answer_gets_a_helpful_message(tmp_path):
-    wrong = tmp_path / "answers.py"
-    wrong.write_text(
-        "import torch\n"
-        "def cosine_similarity_matrix(z, eps=1e-8):\n    return z @ z.T\n"
-        "def off_diagonal(m):\n    return m.flatten()[1:]\n"
-    )
-    results = checker.run_set(checker.exercise_sets(chapter=0)[0], answers_path=wrong)
-    messages = {r.exercise: r.message for r in results}
-    assert not any(r.passed for r in results)
-    assert "off by up to" in messages["cosine_similarity_matrix"]
-    assert "returned shape" in messages["off_diagonal"]
+@pytest.mark.skipif(not HAVE_SOLUTIONS, reason="a student copy has no solutions")
+@pytest.mark.parametrize("exercise_set", SETS, ids=[s.stem for s in SETS])
+def test_solutions_and_stubs_keep_the_house_rules(exercise_set):
+    check_set = CHECK_SETS[exercise_set.stem]
+    for solutions in (False, True):
+        path = exercise_set.answers_path(solutions)
+        tree = rules.parse(path.read_text())
+        assert rules.file_problems(tree, check_set.allowed_imports,
+                                   check_set.allow_classes) == [], path
+        for check in check_set.checks:
+            assert [r.problem(tree, check.function) for r in check.forbid] == [None] * len(
+                check.forbid), (path, check.name)
+
+
+# --- the rules, on small files ------------------------------------------------------------
+
+def problems(source, allowed=rules.DEFAULT_IMPORTS):
+    return rules.file_problems(rules.parse(source), allowed)
+
+
+@pytest.mark.parametrize("source,expected", [
+    ("import os\n", "imports os"),
+    ("import torch\ndef f():\n    return torch.serialization.os.getcwd()\n", "uses .os"),
+    ("def f():\n    return __import__('os')\n", "uses __import__"),
+    ("def f(x):\n    return x.__class__\n", "private attribute .__class__"),
+    ("import sys\n", "imports sys"),
+    ("import __main__\n", "imports __main__"),
+    ("from exercises import checker\n", "imports exercises"),
+    ("def f():\n    exit()\n", "uses exit"),
+    ("import torch\ntorch.allclose = lambda *a, **k: True\n", "changes the module attribute"),
+    ("class T:\n    pass\n", "defines a class"),
+    ("while True:\n    pass\n", "runs code when the file is imported"),
+    ("print('PASS')\n", "runs code when the file is imported"),
+    ("def f():\n    return eval('1')\n", "uses eval"),
+    ("import torch\ndef f():\n    return torch._C\n", "private attribute ._C"),
+    ("import torch\ndef f(z):\n    torch.save(z, 'x')\n", "uses .save"),
+])
+def test_house_rules_refuse_what_could_cheat(source, expected):
+    found = problems(source)
+    assert any(expected in p for p in found), found
+    assert all(len(p) < 200 and "\n" not in p for p in found)
+
+
+def test_house_rules_accept_ordinary_answers():
+    source = ('"""doc"""\nfrom __future__ import annotations\nimport math\nimport torch\n'
+              'import torch.nn.functional as F\nEPS = 1e-8\n'
+              'def helper(z: torch.Tensor) -> torch.Tensor:\n    return F.normalize(z, dim=1)\n'
+              'def f(z, eps=EPS):\n    u = helper(z)\n    return u @ u.T * math.pi\n'
+              'if __name__ == "__main__":\n    print(f(torch.ones(2, 2)))\n')
+    assert problems(source) == []
+    assert problems("import sympy\n") != []
+    assert problems("import sympy\n", allowed=("sympy",)) == []
+
+
+@pytest.mark.parametrize("rule,source,expected", [
+    (NO_LOOPS, "def f(z):\n    return sum(r for r in z)\n", "uses a comprehension"),
+    (NO_LOOPS, "def f(z):\n    return g(z)\ndef g(z):\n    for r in z:\n        pass\n",
+     "uses a Python for loop (line 4)"),
+    (NO_LOOPS, "def f(z):\n    i = 0\n    while i < 3:\n        i += 1\n", "while loop"),
+    (NO_NUMPY, "import numpy as np\ndef f(z):\n    return z\n", "imports numpy"),
+    (NO_NUMPY, "def f(z):\n    return z.numpy()\n", "calls .numpy()"),
+    (NO_LIBRARY, "from cooc_minimal.losses import spectral_loss\ndef f(z):\n    return z\n",
+     "imports cooc_minimal.losses"),
+    (forbid_names("logdet", why="use Cholesky"), "import torch\ndef f(a):\n"
+     "    return torch.logdet(a)\n", "uses torch.logdet (line 3): use Cholesky"),
+])
+def test_forbid_rules_name_the_line(rule, source, expected):
+    message = rule.problem(rules.parse(source), "f")
+    assert message is not None and expected in message, message
+    assert message.startswith("f ")
+
+
+def test_forbid_rules_allow_what_they_do_not_forbid():
+    fine = "import torch\ndef f(z):\n    a, b = (z[:, i] for i in range(2))\n    return a @ b\n"
+    assert NO_LOOPS.problem(rules.parse(fine), "f") is None
+    assert NO_NUMPY.problem(rules.parse(fine), "f") is None
+    unrelated = "def f(z):\n    return z\ndef other(z):\n    return [r for r in z]\n"
+    assert NO_LOOPS.problem(rules.parse(unrelated), "f") is None
+
+
+# --- who gets the blame --------------------------------------------------------------------
+
+@pytest.fixture
+def tiny_set(tmp_path, monkeypatch):
+    """A throw-away exercise set ex98_tiny with three checks, in a private exercises dir."""
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    (checks / "ex98_tiny.py").write_text(
+        "import torch\nfrom exercises.checktools import NO_LOOPS, close, exercise, "
+        "unchanged_call\n\n"
+        "@exercise(points=2, forbid=[NO_LOOPS])\n"
+        "def check_double(answers):\n"
+        "    z = torch.tensor([1.0, -2.0])\n"
+        "    got = unchanged_call(answers.double, z, what='double(z)')\n"
+        "    close(got, 2 * z, 'double(z)', mistakes={'you negated it': -2 * z})\n\n"
+        "@exercise()\n"
+        "def check_grad(answers):\n"
+        "    z = torch.ones(2, requires_grad=True)\n"
+        "    torch.autograd.grad(answers.grad(z), [z, torch.ones(1, requires_grad=True)])\n")
+    monkeypatch.setattr(checker, "EXERCISES_DIR", tmp_path)
+    return checker.ExerciseSet(98, "tiny")
+
+
+@pytest.mark.parametrize("body,status,expected", [
+    ("def double(z):\n    return 2 * z\n", "passed", ""),
+    ("def double(z):\n    return -2 * z\n", "failed", "double(z): you negated it"),
+    ("def double(z):\n    z *= 2\n    return z\n", "failed", "changed its input number 1"),
+    ("def double(z):\n    return 3 * z\n", "failed", "off by up to 2"),
+    ("def double(z):\n    return [2 * x for x in z]\n", "not allowed", "comprehension"),
+    ("def double(z):\n    return z.undefined()\n", "failed",
+     "your code raised AttributeError at ex98_tiny.py line 2"),
+    ("def double(z):\n    raise SystemExit(0)\n", "failed", "your code called exit()"),
+    ("def twice(z):\n    return 2 * z\n", "failed", "has no function double"),
+])
+def test_each_outcome_gets_its_status_and_sentence(tiny_set, tmp_path, body, status, expected):
+    answers = tmp_path / "ex98_tiny.py"
+    answers.write_text(body)
+    result = checker.run_set(tiny_set, answers_path=answers, only=["double"], time_limit=1)[0]
+    assert result.status == status, result
+    assert expected in result.message
+    assert result.points == (2 if status == "passed" else 0) and result.max_points == 2
+
+
+def test_an_endless_loop_times_out_in_process(tiny_set, tmp_path):
+    answers = tmp_path / "ex98_tiny.py"
+    answers.write_text("def grad(z):\n    while True:\n        pass\n")
+    (result,) = checker.run_set(tiny_set, answers_path=answers, only=["grad"], time_limit=0.5)
+    assert result.status == "timed out" and "did not finish within 0.5 s" in result.message
+
+
+def test_an_error_raised_by_the_check_is_the_checks_own(tiny_set, tmp_path):
+    answers = tmp_path / "ex98_tiny.py"
+    answers.write_text("def grad(z):\n    return (z * z).sum()\n")
+    (result,) = checker.run_set(tiny_set, answers_path=answers, only=["grad"])
+    assert result.status == "check error"
+    assert result.message.startswith("the check itself failed (RuntimeError")
+    assert "not counted as yours" in result.message and "your code" not in result.message
+
+
+def test_failure_lines_wrap_below_100_characters():
+    long = checker.Result("spectral_loss", False, "word " * 60, "failed", 0, 1)
+    lines = checker.result_line(long).splitlines()
+    assert len(lines) > 2 and all(len(line) < 100 for line in lines)
+    assert all(line.startswith(" " * 8) for line in lines[1:])
+
+
+def test_exercise_declaration_rejects_nonsense():
+    with pytest.raises(ValueError, match="points must be positive"):
+        exercise(points=0)
+    with pytest.raises(ValueError, match="forbid takes rules"):
+        exercise(forbid=["numpy"])
 
 
 def test_checker_command_exit_codes(repo):
@@ -56,23 +214,9 @@ def test_checker_command_exit_codes(repo):
                               capture_output=True, text=True)
 
     stubs = run("--chapter", "0")
-    assert stubs.returncode == 1 and "FAIL  off_diagonal: not done yet" in stubs.stdout
+    assert stubs.returncode == 1 and "FAIL  off_diagonal (0/1): not done yet" in stubs.stdout
     if HAVE_SOLUTIONS:
-        assert run("--solutions").returncode == 0
+        solved = run("--solutions", "--chapter", "0")
+        assert solved.returncode == 0 and "PASS  off_diagonal (1/1)" in solved.stdout
     missing = run("--chapter", "99")
     assert missing.returncode == 2 and "no exercises for chapter 99" in missing.stderr
-
-
-def test_student_copy_withholds_solutions_and_still_checks(tmp_path, repo):
-    files = write_student_copy(tmp_path / "copy")
-    assert files == student_files()
-    assert not any(f.startswith("exercises/solutions/") for f in files)
-    assert "exercises/ex00_warmup.py" in files and "Makefile" in files
-    assert not (tmp_path / "copy" / "exercises" / "solutions").exists()
-    in_copy = subprocess.run([sys.executable, "-m", "exercises.checker"], cwd=tmp_path / "copy",
-                             capture_output=True, text=True)
-    assert in_copy.returncode == 1 and "not done yet" in in_copy.stdout
-    with pytest.raises(ValueError, match="already exists and is not empty"):
-        write_student_copy(tmp_path / "copy")
-    with pytest.raises(ValueError, match="lies inside the course"):
-        write_student_copy(repo / "student-copy")

@@ -2,6 +2,8 @@
 
 import torch
 
+from exercises.checktools import NO_LIBRARY, NO_LOOPS, exercise
+
 
 def _close(actual, expected, what: str, atol: float = 1e-6) -> None:
     assert isinstance(actual, torch.Tensor), (
@@ -13,6 +15,7 @@ def _close(actual, expected, what: str, atol: float = 1e-6) -> None:
     assert worst <= atol, f"{what} is off by up to {worst:.3g} from the expected values"
 
 
+@exercise(points=1, forbid=[NO_LIBRARY, NO_LOOPS])
 def check_cosine_similarity_matrix(answers) -> None:
     g = torch.Generator().manual_seed(0)
     z = torch.randn(7, 5, generator=g, dtype=torch.float64)
@@ -28,6 +31,7 @@ def check_cosine_similarity_matrix(answers) -> None:
            "cosine_similarity_matrix with an all-zero row (clamp the norm with eps)")
 
 
+@exercise(points=1, forbid=[NO_LIBRARY, NO_LOOPS])
 def check_off_diagonal(answers) -> None:
     for k in (1, 2, 5):
         m = torch.arange(k * k, dtype=torch.float32).view(k, k)

@@ -4,8 +4,12 @@ import sympy as sp
 import torch
 
 from cooc_minimal.cooccurrence import normalized_cooccurrence, prop31_objective
+from exercises.checktools import DEFAULT_IMPORTS, NO_LIBRARY, exercise
+
+ALLOWED_IMPORTS = (*DEFAULT_IMPORTS, "sympy")
 
 
+@exercise(points=1, forbid=[NO_LIBRARY])
 def check_integrand_without_constant(answers) -> None:
     w, r = sp.symbols("w r", positive=True)
     s = sp.Symbol("s", real=True)
@@ -18,6 +22,7 @@ def check_integrand_without_constant(answers) -> None:
         f"the expansion is off by {gap}; expand (w*s - r)**2 and remove only the s-free term")
 
 
+@exercise(points=1, forbid=[NO_LIBRARY])
 def check_spectral_lambda(answers) -> None:
     w = sp.Symbol("w", positive=True)
     answer = answers.spectral_lambda(w)
@@ -40,6 +45,7 @@ def _joint(vocab: int, seed: int, zero_diagonal: bool) -> torch.Tensor:
     return a / a.sum()
 
 
+@exercise(points=2, forbid=[NO_LIBRARY])
 def check_closed_form_embedding(answers) -> None:
     for seed, zero_diagonal in ((0, False), (1, True)):
         P = _joint(6, seed, zero_diagonal)

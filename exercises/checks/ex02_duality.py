@@ -3,7 +3,12 @@
 import sympy as sp
 import torch
 
+from exercises.checktools import DEFAULT_IMPORTS, NO_LIBRARY, exercise
 
+ALLOWED_IMPORTS = (*DEFAULT_IMPORTS, "sympy")
+
+
+@exercise(points=1, forbid=[NO_LIBRARY])
 def check_contrastive_penalty_from_features(answers) -> None:
     g = torch.Generator().manual_seed(0)
     for n_rows, dim in ((5, 12), (40, 6), (7, 7)):
@@ -17,6 +22,7 @@ def check_contrastive_penalty_from_features(answers) -> None:
             f"{expected.item():.6g}; did you forget the + N from tr(I_N)?")
 
 
+@exercise(points=1, forbid=[NO_LIBRARY])
 def check_trace_constant(answers) -> None:
     N, d, t = sp.symbols("N d t", positive=True)
     answer = answers.trace_constant(N, d, t)
@@ -31,6 +37,7 @@ def check_trace_constant(answers) -> None:
     assert sp.simplify(answer.subs(t, N) - (N - d) ** 2 / d) == 0
 
 
+@exercise(points=1, forbid=[NO_LIBRARY])
 def check_min_feature_penalty(answers) -> None:
     for n_rows, dim in ((3, 8), (8, 8), (1, 5), (12, 4), (10, 3)):
         answer = float(answers.min_feature_penalty(n_rows, dim))

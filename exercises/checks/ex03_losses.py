@@ -5,6 +5,7 @@ import math
 import torch
 
 from cooc_minimal import losses
+from exercises.checktools import NO_LIBRARY, NO_LOOPS, NO_NUMPY, exercise
 
 
 def _draw(*shape, seed):
@@ -40,6 +41,7 @@ def _agree(student, reference, inputs, what: str, mistakes=None) -> None:
             f"the gradient of {what} with respect to input {i + 1} is off by up to {worst:.3g}")
 
 
+@exercise(points=1, forbid=[NO_LIBRARY, NO_NUMPY, NO_LOOPS])
 def check_spectral_loss(answers) -> None:
     for shape, lam in (((6, 4), 1.0), ((5, 9), 0.3)):
         z1, z2 = _draw(*shape, seed=1), _draw(*shape, seed=2)
@@ -68,6 +70,7 @@ def _vicreg_variant(a, b, var_scale=1.0, unbiased=True):
     return 25 * inv + 25 * var_scale * (v(a) + v(b)) + cov
 
 
+@exercise(points=1, forbid=[NO_LIBRARY, NO_NUMPY, NO_LOOPS])
 def check_vicreg_loss(answers) -> None:
     for shape in ((8, 4), (5, 9)):
         z1, z2 = _draw(*shape, seed=3) * 0.6, _draw(*shape, seed=4) * 1.4
@@ -88,6 +91,7 @@ def check_vicreg_loss(answers) -> None:
            (z1, z2), "vicreg_loss with coefficients (2, 3, 0.5), gamma=1.5, eps=1e-3")
 
 
+@exercise(points=1, forbid=[NO_LIBRARY, NO_NUMPY, NO_LOOPS])
 def check_tcr_loss(answers) -> None:
     for shape in ((12, 5), (5, 12)):
         z = _draw(*shape, seed=7) / 3
@@ -102,6 +106,7 @@ def check_tcr_loss(answers) -> None:
                     lambda t, eps=eps: -losses.tcr_loss(t, eps=eps)})
 
 
+@exercise(points=1, forbid=[NO_LIBRARY, NO_NUMPY, NO_LOOPS])
 def check_simclr_loss(answers) -> None:
     for shape, tau in (((6, 4), 0.1), ((5, 9), 0.5)):
         z1, z2 = _draw(*shape, seed=8), _draw(*shape, seed=9)
@@ -114,6 +119,7 @@ def check_simclr_loss(answers) -> None:
         "simclr_loss changed when z was rescaled: normalise each row (cosine similarity)")
 
 
+@exercise(points=1, forbid=[NO_LIBRARY, NO_NUMPY])
 def check_multipatch_tcr(answers) -> None:
     for shape in ((8, 3, 5), (4, 4, 9)):
         z = _draw(*shape, seed=12)

@@ -3,6 +3,8 @@
 import torch
 import torchvision.transforms.functional as TF
 
+from exercises.checktools import NO_LIBRARY, NO_LOOPS, exercise
+
 
 def _close(actual, expected, what: str, atol: float = 1e-5) -> None:
     assert isinstance(actual, torch.Tensor), (
@@ -13,6 +15,7 @@ def _close(actual, expected, what: str, atol: float = 1e-5) -> None:
     assert worst <= atol, f"{what} is off by up to {worst:.3g} from the expected values"
 
 
+@exercise(points=1, forbid=[NO_LIBRARY, NO_LOOPS])
 def check_grid_patches(answers) -> None:
     images = torch.rand(2, 3, 11, 9, generator=torch.Generator().manual_seed(0))
     for size, stride in ((3, 3), (4, 2), (5, 4), (9, 1)):
@@ -36,6 +39,7 @@ def check_grid_patches(answers) -> None:
         raise AssertionError("grid_patches with size=12 on 11x9 images should raise ValueError")
 
 
+@exercise(points=1, forbid=[NO_LIBRARY, NO_LOOPS])
 def check_color_jitter(answers) -> None:
     g = torch.Generator().manual_seed(1)
     x = torch.rand(6, 3, 5, 7, generator=g)

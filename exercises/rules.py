@@ -1,0 +1,276 @@
+"""What an answer file may contain, read from its syntax tree before it runs.
+
+Two layers, both checked on the file's text (``ast``), never by running it:
+
+- **The house rules**, for every answer file of every set (:func:`file_problems`): the top
+  level holds only imports, function definitions and constants; imports come from the set's
+  ``ALLOWED_IMPORTS``; no ``exec``/``eval``/``open``/``getattr``/``exit`` and friends, no
+  dunder or private attributes (``x.__class__``, ``torch._C``), no names that reach the
+  interpreter or the disk (``os``, ``sys``, ``torch.save`` ...), no ``class`` (unless the set
+  sets ``ALLOW_CLASSES = True``), no ``global``, no assignment to a module's attributes
+  (``torch.allclose = ...``). A file that breaks one is not imported at all, so it cannot
+  patch the checker, end the process, or read another student's files.
+- **What an exercise must not use**, declared per check with ``@exercise(forbid=[...])``
+  (:class:`Rule`): e.g. :data:`NO_LOOPS`, :data:`NO_NUMPY`, :data:`NO_LIBRARY`,
+  :func:`forbid_names`, :data:`ARITHMETIC_ONLY`. A rule sees the exercise's function *and
+  the helper functions it calls* in the same file, and the file's imports.
+
+Every problem is one sentence that names the line.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+DEFAULT_IMPORTS = ("__future__", "math", "torch", "typing", "functools", "itertools",
+                   "collections")
+BANNED_CALLS = frozenset({
+    "__import__", "eval", "exec", "compile", "open", "globals", "locals", "vars", "getattr",
+    "setattr", "delattr", "breakpoint", "input", "exit", "quit", "help", "memoryview",
+})
+# Attribute or variable names that lead to the interpreter, the process or the disk.
+BANNED_ATTRIBUTES = frozenset({
+    "os", "sys", "subprocess", "builtins", "importlib", "ctypes", "gc", "inspect", "shutil",
+    "signal", "socket", "threading", "multiprocessing", "pickle", "marshal", "pathlib", "io",
+    "hub", "cpp_extension", "environ", "system", "popen", "spawn", "fork", "kill",
+    "save", "load", "savetxt", "savez", "tofile", "fromfile", "loadtxt", "memmap",
+    "exercises", "checker", "checks", "solutions",
+})
+LOOP_NODES = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp,
+              ast.GeneratorExp)
+
+
+def parse(source: str, filename: str = "<answers>") -> ast.Module:
+    return ast.parse(source, filename=filename)
+
+
+def imported_modules(tree: ast.Module) -> list[tuple[str, int]]:
+    """Every ``(dotted module, line)`` the file imports, anywhere in it."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            found.append((base, node.lineno))
+            found += [(f"{base}.{alias.name}", node.lineno) for alias in node.names
+                      if not node.level]
+    return found
+
+
+def _allowed(module: str, allowed: Iterable[str]) -> bool:
+    return any(module == a or module.startswith(a + ".") for a in allowed)
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    test = getattr(node, "test", None)
+    return (isinstance(node, ast.If) and isinstance(test, ast.Compare)
+            and isinstance(test.left, ast.Name) and test.left.id == "__name__")
+
+
+def _module_aliases(tree: ast.Module) -> set[str]:
+    """Local names bound to imported modules or their members (``torch``, ``F``, ``sp``)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def _attribute_root(node: ast.AST) -> str | None:
+    while isinstance(node, ast.Attribute | ast.Subscript | ast.Call):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def file_problems(tree: ast.Module, allowed_imports: Iterable[str] = DEFAULT_IMPORTS,
+                  allow_classes: bool = False) -> list[str]:
+    """The house rules (module docstring); an empty list when the file may be imported."""
+    allowed = tuple(allowed_imports) + ("__future__",)
+    problems = []
+    for node in tree.body:
+        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if docstring or _is_main_guard(node) or isinstance(
+                node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.Assign
+                | ast.AnnAssign | ast.ClassDef):
+            continue
+        problems.append(f"line {node.lineno} runs code when the file is imported: keep the top "
+                        "level to imports, functions and constants")
+    for module, line in imported_modules(tree):
+        if module.startswith(".") or not _allowed(module, allowed):
+            problems.append(f"line {line} imports {module}, which this set does not allow "
+                            f"(allowed: {', '.join(a for a in allowed if a != '__future__')})")
+    aliases = _module_aliases(tree)
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", "?")
+        if isinstance(node, ast.Name):
+            if node.id in BANNED_CALLS or (node.id.startswith("__") and node.id != "__name__"):
+                problems.append(f"line {line} uses {node.id}, which answers may not use")
+        elif isinstance(node, ast.Attribute):
+            if node.attr.startswith("_") and not (allow_classes and node.attr == "__init__"):
+                problems.append(f"line {line} reaches into the private attribute "
+                                f".{node.attr}; use the public API")
+            elif node.attr in BANNED_ATTRIBUTES:
+                problems.append(f"line {line} uses .{node.attr}, which answers may not use")
+        elif isinstance(node, ast.ClassDef) and not allow_classes:
+            problems.append(f"line {line} defines a class; answers in this set are functions")
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            problems.append(f"line {line} uses a global statement; return values instead")
+        elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
+            targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Attribute) and _attribute_root(target) in aliases:
+                    problems.append(f"line {line} changes the module attribute "
+                                    f"{ast.unparse(target)}; leave libraries as they are")
+    return sorted(set(problems), key=_line_of)
+
+
+def _line_of(problem: str) -> int:
+    word = problem.split()[1] if problem.startswith("line ") else ""
+    return int(word) if word.isdigit() else 0
+
+
+# ---------------------------------------------------------------------------------------
+# Per-exercise rules
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a rule looks at: the exercise's function, its helpers, and the whole file."""
+
+    tree: ast.Module
+    function: str
+    nodes: list[ast.AST] = field(default_factory=list)  # the function and helpers, walked
+
+    @classmethod
+    def of(cls, tree: ast.Module, function: str) -> Scope:
+        defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        todo, seen = [function], set()
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in defs:
+                continue
+            seen.add(name)
+            for node in ast.walk(defs[name]):
+                if isinstance(node, ast.Name) and node.id in defs:
+                    todo.append(node.id)
+        nodes = [node for name in sorted(seen) for node in ast.walk(defs[name])]
+        return cls(tree, function, nodes)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A thing an answer must not use: ``find(scope)`` returns ``(line, what)`` or None.
+
+    The failure reads ``"<function> <what> (line N): <why>"``, one sentence.
+    """
+
+    name: str
+    why: str
+    find: Callable[[Scope], tuple[int, str] | None]
+
+    def problem(self, tree: ast.Module, function: str) -> str | None:
+        hit = self.find(Scope.of(tree, function))
+        if hit is None:
+            return None
+        line, what = hit
+        return f"{function} {what} (line {line}): {self.why}"
+
+
+def _first(nodes: Iterable[ast.AST], test: Callable[[ast.AST], str | None]):
+    for node in nodes:
+        what = test(node)
+        if what:
+            return node.lineno, what
+    return None
+
+
+def _fixed_count(iterable: ast.AST) -> bool:
+    """A loop over a handful of things written in the code: ``range(3)``, ``(a, b)``."""
+    if isinstance(iterable, ast.Tuple | ast.List | ast.Set):
+        return True
+    return (isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Name)
+            and iterable.func.id == "range"
+            and all(isinstance(a, ast.Constant) for a in iterable.args))
+
+
+def _find_loop(scope: Scope):
+    def test(node):
+        if isinstance(node, ast.For | ast.AsyncFor) and _fixed_count(node.iter):
+            return None
+        if (isinstance(node, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp)
+                and all(_fixed_count(g.iter) for g in node.generators)):
+            return None
+        if isinstance(node, LOOP_NODES):
+            kind = {ast.For: "for", ast.AsyncFor: "for", ast.While: "while"}.get(type(node))
+            return f"uses a Python {kind} loop" if kind else "uses a comprehension (a loop)"
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in ("map", "filter")):
+            return f"uses {node.func.id}() (a loop)"
+        return None
+    return _first(scope.nodes, test)
+
+
+def _find_numpy(scope: Scope):
+    for module, line in imported_modules(scope.tree):
+        if module == "numpy" or module.startswith("numpy."):
+            return line, "imports numpy"
+
+    def test(node):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("numpy", "tolist", "item")):
+            return f"calls .{node.func.attr}(), which leaves torch"
+        return None
+    return _first(scope.nodes, test)
+
+
+def _find_library(scope: Scope):
+    for module, line in imported_modules(scope.tree):
+        if module == "cooc_minimal" or module.startswith("cooc_minimal."):
+            return line, f"imports {module}"
+    return None
+
+
+NO_LOOPS = Rule("no loops", "the task asks for whole-tensor operations, so write it without a "
+                "Python loop over rows (a loop over a fixed few, range(3), is fine)", _find_loop)
+NO_NUMPY = Rule("torch only", "the task asks for torch (differentiable, on the caller's device), "
+                "so stay in torch", _find_numpy)
+NO_LIBRARY = Rule("no library", "the exercise is to write it yourself, so answers may not "
+                  "import the course library cooc_minimal", _find_library)
+
+
+def forbid_names(*names: str, why: str) -> Rule:
+    """Forbid a name, as a variable, an attribute (``torch.logdet``) or an import."""
+    wanted = set(names)
+
+    def find(scope: Scope):
+        for module, line in imported_modules(scope.tree):
+            if module.split(".")[-1] in wanted:
+                return line, f"imports {module}"
+
+        def test(node):
+            if isinstance(node, ast.Name) and node.id in wanted:
+                return f"uses {node.id}"
+            if isinstance(node, ast.Attribute) and node.attr in wanted:
+                return f"uses {ast.unparse(node)}"
+            return None
+        return _first(scope.nodes, test)
+
+    return Rule(f"no {', '.join(names)}", why, find)
+
+
+def _find_module_use(scope: Scope):
+    aliases = _module_aliases(scope.tree)
+
+    def test(node):
+        if isinstance(node, ast.Name) and node.id in aliases:
+            return f"uses {node.id}"
+        return None
+    return _first(scope.nodes, test)
+
+
+ARITHMETIC_ONLY = Rule(
+    "arithmetic only", "this answer is a formula you derive, so write it with arithmetic on the "
+    "arguments only (no torch, sympy, numpy or math calls)", _find_module_use)
