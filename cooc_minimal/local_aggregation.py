@@ -216,9 +216,6 @@ def load_pretrained(source: str | Path | Mapping[str, Any], arch: str = "resnet1
     weights ``stem_padding`` defaults to 2 and the normalisation to CIFAR_MEAN/CIFAR_STD.
     Elsewhere the stem keeps padding 1 and ImageNet statistics unless told.
     """
-    if arch not in ARCHS or arch == "tiny":
-        raise ValueError(f"arch must be resnet18, resnet34 or resnet50 for pretrained weights, "
-                         f"got {arch!r}.")
     obj = source if isinstance(source, Mapping) else _read(Path(source), trusted)
     if isinstance(obj, Mapping) and "model" in obj and "config" in obj:
         if isinstance(source, Mapping):
@@ -227,6 +224,9 @@ def load_pretrained(source: str | Path | Mapping[str, Any], arch: str = "resnet1
         from cooc_minimal.checkpoint import load_model
 
         return load_model(source, device)[0].eval()
+    if arch not in ARCHS or arch == "tiny":
+        raise ValueError(f"arch must be resnet18, resnet34 or resnet50 for a plain state dict, "
+                         f"got {arch!r}.")
     state, found = backbone_state_dict(obj)
     solo = found == "solo-learn" and cifar_stem
     defaults = dict(mean=CIFAR_MEAN, std=CIFAR_STD) if solo else {}

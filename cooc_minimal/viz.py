@@ -442,13 +442,17 @@ def composition_figure(model: nn.Module, dataset, image_index: int, patch_size: 
     classes of its k nearest patches in *other* images (stacked bars, the image's own
     class first, outlined). Below: the ``show`` most widely shared patches (fewest
     neighbours of the image's class) and the ``show`` most class-specific ones, each with
-    its 8 nearest patches of other images, framed green (same class) or red (other class).
+    its (up to) 8 nearest patches of other images, framed green (same class) or red (other
+    class).
     """
     images, labels = _images_labels(dataset)
     stride = stride or patch_size
     vectors, boxes, _ = grid_patch_embeddings(model, images, patch_size, stride, space,
                                               input_size)
     n_images, length = vectors.shape[:2]
+    if not 0 < k <= (n_images - 1) * length:
+        raise ValueError(f"k={k} must be between 1 and {(n_images - 1) * length}, the number of "
+                         f"grid patches in the other images.")
     flat = vectors.flatten(0, 1)  # (N * L, D), unit rows
     similarity = vectors[image_index] @ flat.T  # (L, N * L)
     owner = torch.arange(n_images, device=flat.device).repeat_interleave(length)
@@ -485,14 +489,15 @@ def composition_figure(model: nn.Module, dataset, image_index: int, patch_size: 
     bars.set_ylabel("patch")
     bars.legend(fontsize=7, ncols=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
     bars.set_title("where each part's neighbours come from", fontsize=9)
-    cells = bottom.subplots(len(picks), 9, squeeze=False)
+    thumbs = min(8, k)
+    cells = bottom.subplots(len(picks), thumbs + 1, squeeze=False)
     for row, patch in enumerate(picks):
         kind = "widely shared" if row < show else "class-specific"
         ax = cells[row, 0]
         _show_image(ax, _crop(images, image_index, boxes[patch]))
         ax.set_title(f"patch {patch}", fontsize=8)
         ax.set_ylabel(kind, fontsize=8)
-        for j in range(8):
+        for j in range(thumbs):
             hit = int(nearest[patch, j])
             ax = cells[row, 1 + j]
             _show_image(ax, _crop(images, hit // length, boxes[hit % length]))
