@@ -14,9 +14,10 @@ Conventions shared by every function:
 - **Precision.** Each loss computes in float32 or wider: half-precision inputs are upcast and
   autocast is switched off inside, because batch statistics (a log-determinant, a
   covariance) lose most of their digits in bfloat16. Chapter 3 shows it on TCR.
-- **Checks.** Bad input (a wrong shape, N < 2, NaN or inf) raises a ``ValueError`` naming
-  the argument before any work. The finiteness check costs one ``torch.isfinite(...).all()``
-  per call, the only host-device synchronisation a loss makes.
+- **Checks.** Bad input (a wrong shape, an empty batch or N < 2, NaN or inf, two views of
+  different dtypes or devices, a NaN, infinite or negative coefficient) raises a
+  ``ValueError`` naming the argument before any work. The finiteness check costs one
+  ``torch.isfinite(...).all()`` per call, the only host-device synchronisation a loss makes.
 - **Several processes.** When ``torch.distributed`` is initialised, each rank passes its own
   slice of the batch (the same N on every rank). Batch statistics (VICReg's variance and
   covariance, the coding rate, the negatives of the spectral and SimCLR losses) use the
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -42,6 +44,7 @@ from cooc_minimal.distributed import gather_with_grad, rank
 
 __all__ = [
     "LOSSES",
+    "TCR_EPS",
     "UnknownLossError",
     "VICRegTerms",
     "multipatch_loss",
@@ -91,12 +94,25 @@ def _check_pair(z1, z2) -> None:
     if z1.shape != z2.shape:
         raise ValueError(f"z2 has shape {tuple(z2.shape)}, expected {tuple(z1.shape)} (the "
                          f"shape of z1): row i of z1 and z2 must come from the same image.")
+    if z1.dtype != z2.dtype:
+        raise ValueError(f"z1 has dtype {z1.dtype} but z2 has {z2.dtype}: pass both views in "
+                         f"one dtype, e.g. z2.to(z1.dtype).")
+    if z1.device != z2.device:
+        raise ValueError(f"z1 is on {z1.device} but z2 is on {z2.device}: put both views on "
+                         f"one device, e.g. z2.to(z1.device).")
     _check_finite(z1=z1, z2=z2)
 
 
+def _check_coefficient(name: str, value, strict: bool = False) -> None:
+    """A loss coefficient: a finite real number, > 0 if ``strict`` else >= 0."""
+    bound = "> 0" if strict else ">= 0"
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value < 0 or (strict and value == 0)):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
+
+
 def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name} must be positive, got {value!r}.")
+    _check_coefficient(name, value, strict=True)
 
 
 def _float32_or_wider(fn: Callable) -> Callable:
@@ -141,9 +157,23 @@ def spectral_loss(z1: torch.Tensor, z2: torch.Tensor, lam: float = 1.0) -> torch
 
     the second mean over the N(N-1) ordered pairs of different images. Pairs (i, i) estimate
     the expectation under p(x1, x2); pairs (i, j != i) are independent draws from
-    p(x1) p(x2). With w = 2 in eq. (3), lam = w / 2 = 1 (HaoChen et al. 2021).
+    p(x1) p(x2).
+
+    Which lam, in each source:
+
+    - Chen et al. (2023), eq. (6): lam = w / 2 for the weight w of eq. (3) (chapter 1);
+      their w = 2 gives lam = 1, this function's default.
+    - HaoChen et al. (2021), the paper: -2 E[<z, z+>] + E[<z, z->^2], which is 2 times this
+      loss with lam = 1/2 (w = 1).
+    - HaoChen et al.'s public code (models/spectral.py) first clips every row to norm at
+      most sqrt(mu) (mu = 1 on CIFAR, 10 on ImageNet), then returns
+      (-2 mean_i <z1_i, z2_i> + mean_{i != j} <z1_i, z2_j>^2) / mu, that is
+      (2 / mu) * spectral_loss(clip(z1), clip(z2), lam=0.5). This function does not clip.
+
+    The minimisers scale with lam: lam = 1 gives the lam = 1/2 embedding divided by sqrt(2).
     """
     _check_pair(z1, z2)
+    _check_coefficient("lam", lam)
     z1, z2 = _upcast(z1), _upcast(z2)
     n = z1.shape[0]
     positive = (z1 * z2).sum(dim=1)                             # (N,)
@@ -196,6 +226,7 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, gamma: float = 1.0,
     variance = v(Z1) + v(Z2) and covariance = c(Z1) + c(Z2).
     """
     _check_pair(z1, z2)
+    _check_coefficient("gamma", gamma)
     _check_positive("eps", eps)
     z1, z2 = _upcast(z1), _upcast(z2)
     invariance = (z1 - z2).square().mean()
@@ -220,6 +251,9 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, inv_coeff: float = 25.0,
     (v(Z1) + v(Z2)) / 2, so its var_coeff = 25 is var_coeff = 12.5 here. Invariance is the
     similarity term; variance and covariance are the regulariser.
     """
+    for name, value in (("inv_coeff", inv_coeff), ("var_coeff", var_coeff),
+                        ("cov_coeff", cov_coeff)):
+        _check_coefficient(name, value)
     inv, var, cov = vicreg_terms(z1, z2, gamma=gamma, eps=eps)
     return inv_coeff * inv + var_coeff * var + cov_coeff * cov
 
@@ -262,18 +296,27 @@ def _coding_rate(z: torch.Tensor, eps: float, gram: str) -> torch.Tensor:
     return 0.5 * _LogDetSPD.apply(eye + d / (n * eps**2) * m)
 
 
+#: TCR's default distortion: EMP-SSL's ``--eps 0.2`` is eps^2 (its code divides by 0.2 where
+#: eps^2 stands), so the library's eps, which is squared, is sqrt(0.2) = 0.447...
+TCR_EPS = math.sqrt(0.2)
+
+
 @_float32_or_wider
-def tcr_loss(z: torch.Tensor, eps: float = 0.2, *, gram: str = "auto") -> torch.Tensor:
+def tcr_loss(z: torch.Tensor, eps: float = TCR_EPS, *, gram: str = "auto") -> torch.Tensor:
     """Total coding rate, negated: the regulariser of TCR / EMP-SSL (from MCR2).
 
     z: (N, D). Returns -R(Z) with
 
         R(Z) = 1/2 logdet(I_D + D / (N eps^2) Z^T Z)      (Yu et al. 2020, with eps^2).
 
-    The public EMP-SSL code passes its 0.2 where eps^2 stands (eps = sqrt(0.2) here); this
-    function squares ``eps``. Since det(I_D + c Z^T Z) = det(I_N + c Z Z^T), ``gram="auto"``
-    factors the smaller of the two matrices (N x N when N < D, the duality of chapter 2);
-    ``"samples"`` or ``"features"`` force one. Always float32 or wider, even under autocast.
+    This function squares ``eps``. EMP-SSL's ``--eps 0.2`` is eps^2: its code divides by 0.2
+    where eps^2 stands, so the default eps = sqrt(0.2) gives the authors' coding rate (the
+    paper's appendix C writes "eps = 0.2" for the same setting). Since
+    det(I_D + c Z^T Z) = det(I_N + c Z Z^T) (Sylvester's determinant identity),
+    ``gram="auto"`` factors the smaller of the two matrices (N x N when N < D);
+    ``"samples"`` or ``"features"`` force one. The log-determinant comes from a Cholesky
+    factor (the matrix is symmetric positive definite), not from LU. Always float32 or
+    wider, even under autocast.
     """
     _check_tensor("z", z, 2, "(N, D)")
     _check_positive("eps", eps)
@@ -318,13 +361,27 @@ def simclr_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) ->
 
 # --------------------------------------------------------------------- multi-patch losses
 
-_DEFAULTS: dict[str, dict[str, float | bool]] = {
-    "spectral": {"lam": 1.0},
+_DEFAULTS: dict[str, dict[str, float | bool | str]] = {
+    "spectral": {"lam": 1.0, "mean": "all"},
     "vicreg": {"inv_coeff": 25.0, "var_coeff": 25.0, "cov_coeff": 1.0, "gamma": 1.0,
                "eps": 1e-4},
-    "tcr": {"lam": 30.0, "eps": 0.2, "normalize": True},
+    "tcr": {"lam": 30.0, "eps": TCR_EPS, "normalize": True},
     "simclr": {"temperature": 0.1},
 }
+_STRICTLY_POSITIVE = {"eps", "temperature"}
+_MEANS = ("all", "leave_one_out")
+
+
+def _check_coefficients(kind: str, coeffs: dict) -> None:
+    for name, value in coeffs.items():
+        if name == "mean":
+            if value not in _MEANS:
+                raise ValueError(f"mean must be 'all' or 'leave_one_out', got {value!r}.")
+        elif name == "normalize":
+            if not isinstance(value, bool):
+                raise ValueError(f"normalize must be True or False, got {value!r}.")
+        else:
+            _check_coefficient(name, value, strict=name in _STRICTLY_POSITIVE)
 
 
 def _by_patch_index(z: torch.Tensor) -> torch.Tensor:
@@ -332,10 +389,14 @@ def _by_patch_index(z: torch.Tensor) -> torch.Tensor:
     return z.transpose(0, 1)
 
 
-def _multipatch_spectral(z: torch.Tensor, lam: float) -> torch.Tensor:
-    b = z.shape[0]
-    mean = z.mean(dim=1, keepdim=True)                                   # (B, 1, D)
-    similarity = -(z * mean).sum(dim=-1).mean()
+def _multipatch_spectral(z: torch.Tensor, lam: float, mean: str) -> torch.Tensor:
+    b, n = z.shape[:2]
+    total = z.sum(dim=1, keepdim=True)                                   # (B, 1, D)
+    if mean == "all":
+        target = total / n                                              # zbar_b, (B, 1, D)
+    else:
+        target = (total - z) / (n - 1)                                  # zbar_b^{-i}, (B, n, D)
+    similarity = -(z * target).sum(dim=-1).mean()
     everyone, start = _global_rows(z)                                    # (B_all, n, D)
     squared = (_by_patch_index(z) @ everyone.permute(1, 2, 0)).square()  # (n, B, B_all)
     columns = torch.arange(everyone.shape[0], device=z.device)
@@ -346,7 +407,6 @@ def _multipatch_spectral(z: torch.Tensor, lam: float) -> torch.Tensor:
 
 def _multipatch_vicreg(z: torch.Tensor, inv_coeff: float, var_coeff: float, cov_coeff: float,
                        gamma: float, eps: float) -> torch.Tensor:
-    _check_positive("eps", eps)
     invariance = (z - z.mean(dim=1, keepdim=True)).square().mean()
     per_index = _by_patch_index(gather_with_grad(z))                     # (n, B_all, D)
     variance = _variance(per_index, gamma, eps).mean()
@@ -355,7 +415,6 @@ def _multipatch_vicreg(z: torch.Tensor, inv_coeff: float, var_coeff: float, cov_
 
 
 def _multipatch_tcr(z: torch.Tensor, lam: float, eps: float, normalize: bool) -> torch.Tensor:
-    _check_positive("eps", eps)
     if normalize:
         z = F.normalize(z, dim=-1)
     mean = z.mean(dim=1, keepdim=True).expand_as(z)
@@ -365,7 +424,6 @@ def _multipatch_tcr(z: torch.Tensor, lam: float, eps: float, normalize: bool) ->
 
 
 def _multipatch_simclr(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    _check_positive("temperature", temperature)
     return _nt_xent(z, temperature)
 
 
@@ -382,9 +440,17 @@ def multipatch_loss(z: torch.Tensor, kind: str, **coeffs: float) -> torch.Tensor
     the (B, D) batch of patch i of every image. ``kind`` and its coefficients (defaults in
     brackets):
 
-    ``"spectral"`` (lam = 1)::
+    ``"spectral"`` (lam = 1, mean = "all")::
 
         -mean_{b,i} <z_bi, zbar_b>  +  lam * mean_i mean_{b != c} <z_bi, z_ci>^2
+
+      zbar_b includes z_bi itself, so the similarity term holds a self-pair part:
+      <z_bi, zbar_b> = ((n-1)/n) <z_bi, zbar_b^{-i}> + ||z_bi||^2 / n, with zbar_b^{-i} the
+      mean of the image's n - 1 other patches. In Proposition 3.1's terms the co-occurrence
+      target becomes ((n-1)/n) P + diag(p)/n (every patch also "co-occurs" with itself);
+      chapter 3 works it out. EMP-SSL-style training keeps it (one mean per image, and a
+      weight 1/n that shrinks with many patches). ``mean="leave_one_out"`` compares each
+      patch with zbar_b^{-i} instead, the unbiased estimate of the target P.
 
     ``"vicreg"`` (inv_coeff = 25, var_coeff = 25, cov_coeff = 1, gamma = 1, eps = 1e-4),
     with v and c as in :func:`vicreg_loss`::
@@ -392,8 +458,8 @@ def multipatch_loss(z: torch.Tensor, kind: str, **coeffs: float) -> torch.Tensor
         inv_coeff * mean_{b,i,d} (z_bid - zbar_bd)^2
         + var_coeff * mean_i v(Z_i)  +  cov_coeff * mean_i c(Z_i)
 
-    ``"tcr"`` (lam = 30, eps = 0.2, normalize = True; appendix C's CIFAR values, EMP-SSL's
-    objective)::
+    ``"tcr"`` (lam = 30, eps = sqrt(0.2), normalize = True; appendix C's CIFAR values and
+    EMP-SSL's objective; EMP-SSL's ``--eps 0.2`` is eps^2, see :func:`tcr_loss`)::
 
         mean_i tcr_loss(Z_i, eps)  -  lam * mean_{b,i} cos(z_bi, zbar_b)
 
@@ -419,12 +485,14 @@ def multipatch_loss(z: torch.Tensor, kind: str, **coeffs: float) -> torch.Tensor
     if unknown:
         raise ValueError(f"multipatch_loss(kind={kind!r}) does not take {', '.join(unknown)}: "
                          f"its coefficients are {', '.join(_DEFAULTS[kind])}.")
+    coeffs = {**_DEFAULTS[kind], **coeffs}
+    _check_coefficients(kind, coeffs)
     _check_tensor("z", z, 3, "(B, n, D)")
     if z.shape[1] < 2:
         raise ValueError(f"z has shape {tuple(z.shape)}: the multi-patch objective needs at "
                          f"least 2 patches per image (shape (B, n, D) with n >= 2).")
     _check_finite(z=z)
-    return _MULTIPATCH[kind](_upcast(z), **{**_DEFAULTS[kind], **coeffs})
+    return _MULTIPATCH[kind](_upcast(z), **coeffs)
 
 
 # ------------------------------------------------------------------------------ registry

@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from cooc_minimal.losses import (
     LOSSES,
+    TCR_EPS,
     UnknownLossError,
     multipatch_loss,
     simclr_loss,
@@ -83,7 +85,11 @@ def ref_multipatch(z, kind, **c):
     mean = z.mean(axis=1)
     pairs = [(i, j) for i in range(b) for j in range(n)]
     if kind == "spectral":
-        sim = -np.mean([z[i, j] @ mean[i] for i, j in pairs])
+        if c.get("mean", "all") == "leave_one_out":
+            sim = -np.mean([z[i, j] @ np.mean([z[i, k] for k in range(n) if k != j], axis=0)
+                            for i, j in pairs])
+        else:
+            sim = -np.mean([z[i, j] @ mean[i] for i, j in pairs])
         neg = np.mean([np.mean([(z[i, k] @ z[m, k]) ** 2 for i in range(b) for m in range(b)
                                 if i != m]) for k in range(n)])
         return sim + c.get("lam", 1.0) * neg
@@ -97,7 +103,7 @@ def ref_multipatch(z, kind, **c):
     if kind == "tcr":
         cos = np.mean([z[i, j] @ mean[i] / (np.linalg.norm(z[i, j]) * np.linalg.norm(mean[i]))
                        for i, j in pairs])
-        rates = np.mean([ref_rate(z[:, k], c.get("eps", 0.2)) for k in range(n)])
+        rates = np.mean([ref_rate(z[:, k], c.get("eps", math.sqrt(0.2))) for k in range(n)])
         return -rates - c.get("lam", 30.0) * cos
     tau = c.get("temperature", 0.1)
     total = 0.0
@@ -153,10 +159,10 @@ def test_simclr_matches_loops(shape):
 
 
 MULTI = [
-    ("spectral", {}), ("spectral", {"lam": 0.4}),
+    ("spectral", {}), ("spectral", {"lam": 0.4}), ("spectral", {"mean": "leave_one_out"}),
     ("vicreg", {}), ("vicreg", {"inv_coeff": 1.0, "var_coeff": 2.0, "cov_coeff": 3.0,
                                 "gamma": 0.8, "eps": 1e-3}),
-    ("tcr", {}), ("tcr", {"lam": 2.0, "eps": 0.5, "normalize": False}),
+    ("tcr", {}), ("tcr", {"lam": 2.0, "eps": 0.5, "normalize": False}), ("tcr", {"lam": 0.0}),
     ("simclr", {}), ("simclr", {"temperature": 0.5}),
 ]
 
@@ -318,7 +324,7 @@ def test_bad_multipatch_input_and_coefficients():
         multipatch_loss(z, "spectral", temperature=0.1)
     with pytest.raises(ValueError, match=r"kind='byol' is not a multi-patch loss"):
         multipatch_loss(z, "byol")
-    with pytest.raises(ValueError, match="temperature must be positive"):
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0, got 0.0"):
         multipatch_loss(z, "simclr", temperature=0.0)
     with pytest.raises(ValueError, match="gram must be"):
         tcr_loss(z[0], gram="dual")
@@ -331,3 +337,145 @@ def test_registry_lists_the_known_losses_on_a_wrong_name():
     assert str(caught.value) == ("There is no loss called 'barlow': the known losses are "
                                  "simclr, spectral, tcr, vicreg.")
     assert isinstance(caught.value, KeyError) and isinstance(caught.value, ValueError)
+
+
+# ------------------------------------------------------- conventions of the public code
+
+def test_spectral_matches_haochen_public_code_with_lam_one_half():
+    """HaoChen et al.'s code: clip rows to norm sqrt(mu), then (-2 E<+> + E<->^2) / mu."""
+    z1, z2 = draw(9, 5, seed=40, scale=1.5), draw(9, 5, seed=41, scale=1.5)
+    for mu in (1.0, 10.0):
+        a, b = z1.numpy(), z2.numpy()
+        a = np.array([r if np.linalg.norm(r) < math.sqrt(mu) else r / np.linalg.norm(r)
+                      * math.sqrt(mu) for r in a])
+        b = np.array([r if np.linalg.norm(r) < math.sqrt(mu) else r / np.linalg.norm(r)
+                      * math.sqrt(mu) for r in b])
+        n = len(a)
+        public = (-2 * np.mean([a[i] @ b[i] for i in range(n)])
+                  + np.mean([(a[i] @ b[j]) ** 2 for i in range(n) for j in range(n)
+                             if i != j])) / mu
+        clipped = [torch.from_numpy(m) for m in (a, b)]
+        assert any(np.linalg.norm(r) > 0.99 * math.sqrt(mu) for r in a)  # clipping happened
+        close(2 / mu * spectral_loss(*clipped, lam=0.5), public, 1e-10)
+
+
+def test_tcr_default_eps_is_the_emp_ssl_code_convention():
+    """EMP-SSL passes 0.2 where eps^2 stands: R = 1/2 logdet(I + D/(N 0.2) Z^T Z)."""
+    assert math.isclose(TCR_EPS, math.sqrt(0.2))
+    for shape in [(12, 5), (5, 12)]:
+        z = torch.nn.functional.normalize(draw(*shape, seed=42), dim=1)
+        n, d = shape
+        matrix = torch.eye(d, dtype=torch.float64) + d / (n * 0.2) * z.T @ z
+        chol = torch.linalg.cholesky(matrix)  # one matrix, float64: no batched LU
+        emp_ssl_rate = float(torch.log(torch.diagonal(chol)).sum())  # 1/2 logdet
+        close(tcr_loss(z), -emp_ssl_rate, 1e-10)
+        close(tcr_loss(z, eps=0.2), -ref_rate(z.numpy(), 0.2), 1e-10)
+        assert float(tcr_loss(z, eps=0.2)) < float(tcr_loss(z)) - 0.5  # 0.2 squared: other
+    z = draw(6, 3, 5, seed=43)
+    unit = torch.nn.functional.normalize(z, dim=-1)
+    rates = []
+    for k in range(3):
+        zk = unit[:, k]
+        sign, logdet = np.linalg.slogdet(np.eye(5) + 5 / (6 * 0.2) * (zk.T @ zk).numpy())
+        rates.append(0.5 * logdet)
+    close(multipatch_loss(z, "tcr", lam=0.0), -np.mean(rates), 1e-10)
+
+
+def test_multipatch_spectral_self_pair_term():
+    """mean="all": <z_bi, zbar_b> = ((n-1)/n) <z_bi, zbar_b^-i> + ||z_bi||^2 / n."""
+    z = draw(7, 4, 6, seed=44)
+    n = z.shape[1]
+    everything = multipatch_loss(z, "spectral", lam=0.0)
+    others = multipatch_loss(z, "spectral", lam=0.0, mean="leave_one_out")
+    self_pairs = float(z.square().sum(-1).mean())
+    close(everything, (n - 1) / n * float(others) - self_pairs / n, 1e-12)
+    # n = 2: -<z1, z2>/2 - (||z1||^2 + ||z2||^2)/4 per image
+    pair = draw(7, 2, 6, seed=45)
+    z1, z2 = pair[:, 0], pair[:, 1]
+    expected = (-(z1 * z2).sum(1) / 2 - (z1.square().sum(1) + z2.square().sum(1)) / 4).mean()
+    close(multipatch_loss(pair, "spectral", lam=0.0), float(expected), 1e-12)
+    close(multipatch_loss(pair, "spectral", lam=0.0, mean="leave_one_out"),
+          float(-(z1 * z2).sum(1).mean()), 1e-12)
+    # the regulariser does not depend on the mean
+    close(multipatch_loss(z, "spectral") - everything,
+          float(multipatch_loss(z, "spectral", mean="leave_one_out") - others), 1e-12)
+
+
+# ------------------------------------------------------------ bad input, one sentence
+
+def one_sentence(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert message.endswith(".") and "\n" not in message, message
+    assert not re.search(r"\.\s+[A-Z]", message), message  # no second sentence
+    return message
+
+
+def test_views_of_different_dtypes_or_devices_are_one_sentence():
+    z32 = torch.randn(4, 3)
+    for loss in (spectral_loss, vicreg_loss, simclr_loss, vicreg_terms):
+        with pytest.raises(ValueError, match=r"z1 has dtype torch.float32 but z2 has "
+                                             r"torch.float64: pass both views in one dtype") as e:
+            loss(z32, z32.double())
+        one_sentence(e)
+        with pytest.raises(ValueError, match=r"z1 is on cpu but z2 is on meta") as e:
+            loss(z32, torch.empty(4, 3, device="meta"))
+        one_sentence(e)
+
+
+BAD_COEFFICIENTS = [
+    (lambda z1, z2: spectral_loss(z1, z2, lam=float("nan")),
+     r"lam must be a finite number >= 0, got nan"),
+    (lambda z1, z2: spectral_loss(z1, z2, lam=-1.0), r"lam must be a finite number >= 0, got -1.0"),
+    (lambda z1, z2: spectral_loss(z1, z2, lam=float("inf")), r"lam must be .*, got inf"),
+    (lambda z1, z2: vicreg_loss(z1, z2, var_coeff=float("nan")), r"var_coeff must be"),
+    (lambda z1, z2: vicreg_loss(z1, z2, inv_coeff=-25.0), r"inv_coeff must be"),
+    (lambda z1, z2: vicreg_loss(z1, z2, cov_coeff="1"), r"cov_coeff must be .*, got '1'"),
+    (lambda z1, z2: vicreg_loss(z1, z2, gamma=-1.0), r"gamma must be"),
+    (lambda z1, z2: vicreg_loss(z1, z2, eps=0.0), r"eps must be a finite number > 0, got 0.0"),
+    (lambda z1, z2: tcr_loss(z1, eps=float("nan")), r"eps must be a finite number > 0"),
+    (lambda z1, z2: simclr_loss(z1, z2, temperature=-0.1), r"temperature must be .* > 0"),
+    (lambda z1, z2: multipatch_loss(torch.stack([z1, z2], 1), "spectral", lam=float("nan")),
+     r"lam must be a finite number >= 0, got nan"),
+    (lambda z1, z2: multipatch_loss(torch.stack([z1, z2], 1), "spectral", mean="others"),
+     r"mean must be 'all' or 'leave_one_out', got 'others'"),
+    (lambda z1, z2: multipatch_loss(torch.stack([z1, z2], 1), "vicreg", cov_coeff=-1.0),
+     r"cov_coeff must be"),
+    (lambda z1, z2: multipatch_loss(torch.stack([z1, z2], 1), "tcr", lam=float("nan")),
+     r"lam must be"),
+    (lambda z1, z2: multipatch_loss(torch.stack([z1, z2], 1), "tcr", normalize="yes"),
+     r"normalize must be True or False"),
+    (lambda z1, z2: multipatch_loss(torch.stack([z1, z2], 1), "simclr", temperature=True),
+     r"temperature must be a finite number > 0, got True"),
+]
+
+
+@pytest.mark.parametrize("call,message", BAD_COEFFICIENTS,
+                         ids=[str(i) for i in range(len(BAD_COEFFICIENTS))])
+def test_nan_negative_or_non_numeric_coefficients_are_one_sentence(call, message):
+    with pytest.raises(ValueError, match=message) as error:
+        call(torch.randn(4, 3), torch.randn(4, 3))
+    one_sentence(error)
+
+
+def test_zero_weights_are_allowed():
+    z1, z2 = draw(6, 4, seed=46), draw(6, 4, seed=47)
+    close(spectral_loss(z1, z2, lam=0.0), float(-(z1 * z2).sum(1).mean()), 1e-12)
+    close(vicreg_loss(z1, z2, 0.0, 0.0, 0.0), 0.0, 1e-12)
+
+
+def test_an_empty_batch_is_one_sentence():
+    cases = [
+        (lambda: spectral_loss(torch.empty(0, 3), torch.empty(0, 3)),
+         r"z1 has shape \(0, 3\): a batch needs at least 2 rows"),
+        (lambda: tcr_loss(torch.empty(0, 8)), r"z has shape \(0, 8\): a batch needs at least"),
+        (lambda: vicreg_loss(torch.empty(5, 0), torch.empty(5, 0)),
+         r"z1 has shape \(5, 0\): the embedding dimension D is 0"),
+        (lambda: multipatch_loss(torch.empty(0, 4, 8), "vicreg"),
+         r"z has shape \(0, 4, 8\): a batch needs at least 2 rows"),
+        (lambda: multipatch_loss(torch.empty(6, 0, 8), "tcr"),
+         r"z has shape \(6, 0, 8\): the multi-patch objective needs at least 2 patches"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message) as error:
+            call()
+        one_sentence(error)
