@@ -41,6 +41,7 @@ __all__ = [
     "ProbeResult",
     "accuracy",
     "bag_embeddings",
+    "default_batch_size",
     "embed_dataset",
     "global_pool_features",
     "gram_similarity",
@@ -151,12 +152,19 @@ def _grid_length(height: int, width: int, patch_size: int, stride: int | None) -
     return ((height - patch_size) // stride + 1) * ((width - patch_size) // stride + 1)
 
 
+def default_batch_size(model: nn.Module) -> int:
+    """Patches per forward pass when not told: 1024 on a CPU (larger batches fall out of the
+    caches and run slower there), 8192 on a GPU."""
+    return 8192 if _model_device(model).type == "cuda" else 1024
+
+
 def _validate(model, patch_size, n_patches, space, grid, batch_size, stride, out_size,
               height: int, width: int) -> list[int] | None:
     _check_model(model)
     _check_space(space)
     _check_patch_size(patch_size, height, width)
-    _positive_int("batch_size", batch_size)
+    if batch_size is not None:
+        _positive_int("batch_size", batch_size)
     if stride is not None:
         _positive_int("stride", stride)
     if out_size is not None:
@@ -173,6 +181,16 @@ def _validate(model, patch_size, n_patches, space, grid, batch_size, stride, out
     return counts
 
 
+def _as_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (0..255) -> float32 in [0, 1]; floating-point images are returned as is."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255)
+    if not images.is_floating_point():
+        raise ValueError(f"images must be floating point in [0, 1] or uint8, got {images.dtype}: "
+                         f"convert them with images.float() / 255.")
+    return images
+
+
 def _bag_chunks(model, images: torch.Tensor, patch_size: int, counts: list[int] | None,
                 space: str, grid: bool, batch_size: int, generator, stride, out_size,
                 ) -> Iterator[tuple[int, dict[int | None, torch.Tensor]]]:
@@ -182,10 +200,7 @@ def _bag_chunks(model, images: torch.Tensor, patch_size: int, counts: list[int] 
     n_max = counts[-1] if counts else _grid_length(height, width, patch_size, stride)
     per_chunk = max(1, batch_size // n_max)
     for start in range(0, images.shape[0], per_chunk):
-        chunk = images[start:start + per_chunk].to(device, non_blocking=True)
-        if not chunk.is_floating_point():
-            raise ValueError(f"images must be floating point in [0, 1], got {chunk.dtype}: "
-                             f"convert them with images.float() / 255.")
+        chunk = _as_float(images[start:start + per_chunk].to(device, non_blocking=True))
         h = _patch_embeddings(model, chunk, patch_size, n_max if counts else None, space,
                               grid, stride, out_size, generator)
         yield chunk.shape[0], (_bags(h, counts) if counts else {None: h.mean(dim=1)})
@@ -193,13 +208,14 @@ def _bag_chunks(model, images: torch.Tensor, patch_size: int, counts: list[int] 
 
 def bag_embeddings(model: nn.Module, images: torch.Tensor | Dataset, patch_size: int,
                    n_patches: int | Sequence[int] | None, space: str = "embedding",
-                   grid: bool = False, batch_size: int = 4096,
+                   grid: bool = False, batch_size: int | None = None,
                    generator: torch.Generator | None = None, *, stride: int | None = None,
                    out_size: int | None = None, progress: bool | None = None,
                    ) -> torch.Tensor | dict[int, torch.Tensor]:
     """The bag embedding of each image: the mean of the embeddings of ``n_patches`` patches.
 
-    images: (B, C, H, W) floats in [0, 1], on any device, or a map-style dataset of
+    images: (B, C, H, W) floats in [0, 1] or uint8 pixels (converted a chunk at a time, on
+    the model's device), on any device, or a map-style dataset of
     ``(image, label)`` pairs (then see :func:`embed_dataset`, which also returns the labels).
     Returns (B, D) float32: ``mean_k f(x_k)`` with ``f`` the backbone
     (``space="embedding"``, h) or backbone and projector (``space="projection"``, z).
@@ -212,7 +228,8 @@ def bag_embeddings(model: nn.Module, images: torch.Tensor | Dataset, patch_size:
     - ``n_patches`` a list such as ``[1, 4, 16]``: one draw of ``max(n)`` patches per image
       and a dict ``{n: (B, D)}`` of the means of the first n, so the bags are nested.
     - ``batch_size`` is in *patches*: each forward pass takes ``batch_size // n`` images
-      with all their n patches, with no Python loop over patches.
+      with all their n patches, with no Python loop over patches (default:
+      :func:`default_batch_size`).
     - The model runs in eval mode (BatchNorm running statistics) without gradients; its
       modes are restored after. Under ``torch.autocast`` (bf16) the network runs in bf16 and
       the mean is taken in float32.
@@ -229,6 +246,7 @@ def bag_embeddings(model: nn.Module, images: torch.Tensor | Dataset, patch_size:
                          f"batch dimension with images.unsqueeze(0) for a single image.")
     counts = _validate(model, patch_size, n_patches, space, grid, batch_size, stride, out_size,
                        images.shape[-2], images.shape[-1])
+    batch_size = batch_size or default_batch_size(model)
     parts: dict[int | None, list[torch.Tensor]] = {}
     from tqdm import tqdm
 
@@ -247,7 +265,7 @@ def bag_embeddings(model: nn.Module, images: torch.Tensor | Dataset, patch_size:
 
 def embed_dataset(model: nn.Module, dataset: Dataset, patch_size: int,
                   n_patches: int | Sequence[int] | None, space: str = "embedding",
-                  grid: bool = False, batch_size: int = 4096,
+                  grid: bool = False, batch_size: int | None = None,
                   generator: torch.Generator | None = None, *, stride: int | None = None,
                   out_size: int | None = None, progress: bool | None = True,
                   num_workers: int = 0, limit: int | None = None,
@@ -269,6 +287,7 @@ def embed_dataset(model: nn.Module, dataset: Dataset, patch_size: int,
                          f"{type(first).__name__}: give it transform=ToTensor().")
     counts = _validate(model, patch_size, n_patches, space, grid, batch_size, stride, out_size,
                        first.shape[-2], first.shape[-1])
+    batch_size = batch_size or default_batch_size(model)
     n_max = counts[-1] if counts else _grid_length(*first.shape[-2:], patch_size, stride)
     loader = DataLoader(dataset, batch_size=max(1, batch_size // n_max), shuffle=False,
                         num_workers=num_workers,
@@ -451,7 +470,7 @@ def knn_classify(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 
 def multiscale_convergence(model: nn.Module, images: torch.Tensor, patch_size: int,
                            counts: Sequence[int], space: str = "embedding",
-                           generator: torch.Generator | None = None, batch_size: int = 4096,
+                           generator: torch.Generator | None = None, batch_size: int | None = None,
                            *, out_size: int | None = None) -> torch.Tensor:
     """For each n in ``counts``, the mean over images of cos(mean of n patch embeddings, f(x)).
 
@@ -466,10 +485,11 @@ def multiscale_convergence(model: nn.Module, images: torch.Tensor, patch_size: i
     bags = bag_embeddings(model, images, patch_size, ordered, space, batch_size=batch_size,
                           generator=generator, out_size=out_size)
     device = _model_device(model)
+    batch_size = batch_size or default_batch_size(model)
     wholes = []
     with _inference(model):
         for start in range(0, images.shape[0], max(1, batch_size // ordered[-1])):
-            chunk = images[start:start + max(1, batch_size // ordered[-1])].to(device)
+            chunk = _as_float(images[start:start + max(1, batch_size // ordered[-1])].to(device))
             wholes.append(model.embed(chunk, space).float().to(images.device))
     whole = torch.cat(wholes)
     cosine = {n: F.cosine_similarity(bags[n], whole, dim=1).mean() for n in ordered}
@@ -480,7 +500,7 @@ def multiscale_convergence(model: nn.Module, images: torch.Tensor, patch_size: i
 
 def part_embeddings(model: nn.Module, images: torch.Tensor, parts: torch.Tensor, tile: int,
                     n_parts: int, space: str = "projection",
-                    batch_size: int = 4096) -> torch.Tensor:
+                    batch_size: int | None = None) -> torch.Tensor:
     """The mean embedding of the tiles of each part type, for a toy world.
 
     images: (B, C, S, S) toy images; parts: (B, T) the part of each tile, row-major (as
@@ -496,11 +516,12 @@ def part_embeddings(model: nn.Module, images: torch.Tensor, parts: torch.Tensor,
                          f"{(height // tile) * (width // tile)}) for {height}x{width} images of "
                          f"{tile}-pixel tiles, got {tuple(parts.shape)}.")
     tiles = []
+    batch_size = batch_size or default_batch_size(model)
     with _inference(model):
         device = _model_device(model)
         per_chunk = max(1, batch_size // parts.shape[1])
         for start in range(0, images.shape[0], per_chunk):
-            chunk = images[start:start + per_chunk].to(device)
+            chunk = _as_float(images[start:start + per_chunk].to(device))
             tiles.append(_patch_embeddings(model, chunk, tile, None, space, True, None, None,
                                            None).flatten(0, 1).to(images.device))
     flat = torch.cat(tiles)  # (B * T, D)

@@ -139,6 +139,14 @@ def test_out_size_resizes_patches_before_the_network(tiny, images):
     torch.testing.assert_close(bags, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_uint8_pixels_are_read_as_values_over_255(tiny, images):
+    pixels = (images * 255).round().to(torch.uint8)
+    a = E.bag_embeddings(tiny, pixels, 8, 3, generator=torch.Generator().manual_seed(0))
+    b = E.bag_embeddings(tiny, pixels.float() / 255, 8, 3,
+                         generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
 def test_model_runs_in_eval_mode_without_touching_batchnorm_and_its_mode_is_restored(images):
     torch.manual_seed(0)
     model = build_model("tiny", "32-16", width=8).train()
@@ -199,7 +207,7 @@ def test_bad_images_and_models_are_named(tiny, images):
     with pytest.raises(ValueError, match="JointEmbedding"):
         E.bag_embeddings(nn.Linear(3, 3), images, 8, 2)
     with pytest.raises(ValueError, match="floating point"):
-        E.bag_embeddings(tiny, (images * 255).to(torch.uint8), 8, 2)
+        E.bag_embeddings(tiny, (images * 255).to(torch.int32), 8, 2)
 
 
 # ------------------------------------------------------------------------ linear probe
