@@ -2,19 +2,20 @@
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BOOK_FLAGS := --config book/_config.yml --toc book/_toc.yml --path-output book -W --keep-going
 export COOC_SCALE ?= smoke
 
-.PHONY: help book test lint unit notebooks check-exercises student-copy benchmarks clean
+.PHONY: help book test lint unit notebooks check-exercises student-copy grade benchmarks clean
 
 help:
 	@echo "make book                     execute every notebook (smoke scale), build book/_build/html"
 	@echo "make test                     lint, unit tests, every notebook, the exercise checks"
 	@echo "make check-exercises [CHAPTER=NN]   check your answers"
-	@echo "make student-copy DEST=dir    copy the course without the solutions"
+	@echo "make student-copy DEST=dir    copy the committed course without the solutions"
+	@echo "make grade SUBMISSIONS=dir [OUT=grades]   grade a class: grades.csv, Gradescope JSON"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +27,9 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . $(BOOK_FLAGS)
 	@echo "The book is at $(CURDIR)/book/_build/html/index.html"
 
+# In a student copy (no exercises/solutions/) the students' answer files are not linted.
 lint: $(STAMP)
-	$(BIN)/ruff check .
+	$(BIN)/ruff check . $(if $(wildcard exercises/solutions),,--extend-exclude 'exercises/ex[0-9][0-9]_*.py')
 
 # Unit tests, the book's structure, the exercise checks, then every notebook through nbval.
 test: lint $(STAMP)
@@ -36,9 +38,13 @@ test: lint $(STAMP)
 check-exercises: $(STAMP)
 	$(BIN)/python -m exercises.checker $(if $(CHAPTER),--chapter $(CHAPTER))
 
-student-copy:
+student-copy: $(STAMP)
 	@test -n "$(DEST)" || { echo "Say where to write it: make student-copy DEST=../course-for-students"; exit 2; }
-	$(PYTHON) -m exercises.student_copy "$(DEST)"
+	$(BIN)/python -m exercises.student_copy "$(DEST)"
+
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "Say where the submissions are: make grade SUBMISSIONS=dir [OUT=grades]"; exit 2; }
+	$(BIN)/python -m exercises.grade "$(SUBMISSIONS)" --out "$(or $(OUT),grades)" $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT)) $(if $(CHAPTER),--chapter $(CHAPTER))
 
 benchmarks: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python "$$script"; done
