@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import re
 import signal
 import sys
@@ -73,6 +74,7 @@ WIDTH = 96  # printed lines stay narrower than the book's code cells
 class ExerciseSet:
     chapter: int
     topic: str
+    checks_dir: Path | None = None  # None: exercises/checks/ (another folder: tests only)
 
     @property
     def stem(self) -> str:
@@ -84,7 +86,7 @@ class ExerciseSet:
 
     @property
     def checks_path(self) -> Path:
-        return EXERCISES_DIR / "checks" / f"{self.stem}.py"
+        return (self.checks_dir or EXERCISES_DIR / "checks") / f"{self.stem}.py"
 
 
 @dataclass(frozen=True)
@@ -119,13 +121,14 @@ class Result:
     set_stem: str = field(default="", compare=False)
 
 
-def exercise_sets(chapter: int | None = None) -> list[ExerciseSet]:
+def exercise_sets(chapter: int | None = None,
+                  checks_dir: Path | None = None) -> list[ExerciseSet]:
     """Every exercise set that has checks, in chapter order (one chapter if given)."""
     found = []
-    for path in sorted((EXERCISES_DIR / "checks").glob("ex*.py")):
+    for path in sorted((checks_dir or EXERCISES_DIR / "checks").glob("ex*.py")):
         match = SET_PATTERN.match(path.name)
         if match:
-            found.append(ExerciseSet(int(match.group(1)), match.group(2)))
+            found.append(ExerciseSet(int(match.group(1)), match.group(2), checks_dir))
     if chapter is not None:
         found = [s for s in found if s.chapter == chapter]
         if not found:
@@ -310,14 +313,20 @@ def result_line(result: Result, width: int = WIDTH) -> str:
 
 
 def report(chapter: int | None = None, solutions: bool = False,
-           time_limit: float = 60.0) -> bool:
-    """Check the answers (each set in a child process), print a line per exercise, and
-    return True when every check ran and passed."""
+           time_limit: float = 60.0, as_json: bool = False) -> bool:
+    """Check the answers (in a child process), print a line per exercise (or, with
+    ``as_json``, one JSON list), and return True when every check ran and passed."""
     from exercises.runner import run_isolated
 
     sets = exercise_sets(chapter)
     jobs = {s.stem: s.answers_path(solutions) for s in sets}
     results = run_isolated(jobs, time_limit=time_limit)
+    if as_json:
+        rows = [{"set": stem, "exercise": r.exercise, "status": r.status, "points": r.points,
+                 "max_points": r.max_points, "message": r.message}
+                for stem, rs in results.items() for r in rs]
+        print(json.dumps(rows, indent=1))
+        return all(r["status"] == "passed" for r in rows) and bool(rows)
     counts = {"passed": 0, "failed": 0}
     points = [0.0, 0.0]
     for exercise_set in sets:
@@ -340,9 +349,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="check the reference solutions instead of the stubs")
     parser.add_argument("--time-limit", type=float, default=60.0,
                         help="seconds each exercise may take (default 60)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     try:
-        return 0 if report(args.chapter, args.solutions, args.time_limit) else 1
+        return 0 if report(args.chapter, args.solutions, args.time_limit, args.json) else 1
     except (ValueError, FileNotFoundError) as error:
         print(error, file=sys.stderr)
         return 2

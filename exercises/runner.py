@@ -32,7 +32,7 @@ COURSE_ROOT = Path(__file__).resolve().parent.parent
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
          "from exercises.runner import child_main; child_main()")
 STARTUP_LIMIT = 180.0  # seconds for the child to import torch, sympy and the checks
-GRACE = 5.0            # seconds past the child's own alarm before the parent kills it
+GRACE = 3.0            # seconds past the child's own alarm before the parent kills it
 
 
 class CheckLoadError(RuntimeError):
@@ -55,39 +55,50 @@ def _reader(stream, sink: queue.Queue) -> None:
 
 
 def run_isolated(jobs: dict[str, Path], time_limit: float = 60.0,
-                 python: str = sys.executable) -> dict[str, list]:
+                 python: str = sys.executable, checks_dir: Path | None = None) -> dict[str, list]:
     """Check answer files in child processes: ``{set stem: answers path}`` ->
-    ``{set stem: [Result, ...]}`` in check order, one result for every exercise."""
+    ``{set stem: [Result, ...]}`` in check order, one result for every exercise.
+
+    ``checks_dir``: where the check files are (default: this course's exercises/checks/).
+    """
     from exercises import checker
 
-    order = {stem: [c.name for c in checker.load_checks(_set(stem)).checks] for stem in jobs}
+    loaded = {stem: load_set(stem, checks_dir) for stem in jobs}
+    order = {stem: [c.name for c in loaded[stem].checks] for stem in jobs}
     pending = [(stem, name) for stem in jobs for name in order[stem]]
-    maxima = {(stem, c.name): c.points for stem in jobs
-              for c in checker.load_checks(_set(stem)).checks}
+    maxima = {(stem, c.name): c.points for stem in jobs for c in loaded[stem].checks}
     done: dict[tuple[str, str], checker.Result] = {}
     while pending:
-        finished, current, why = _one_child(jobs, pending, time_limit, python, done)
+        finished, current, why = _one_child(jobs, pending, time_limit, python, done,
+                                            checks_dir)
         if finished:
             break
         stem, name = current
         status, message = why
         hit = [(s, n) for s, n in pending if s == stem] if name == "<import>" else [current]
+        if name == "<import>":
+            message = f"importing {Path(jobs[stem]).name}: {message}"
         for s, n in hit:
-            where = f"while importing {jobs[s].name}" if name == "<import>" else ""
-            done[(s, n)] = checker.Result(n, False, f"{message}{' ' + where if where else ''}",
-                                          status, 0.0, maxima[(s, n)], s)
+            done[(s, n)] = checker.Result(n, False, message, status, 0.0, maxima[(s, n)], s)
         pending = [p for p in pending if p not in done]
+    for s, n in pending:  # a child that said "done" too early: never a pass
+        done.setdefault((s, n), checker.Result(n, False, "the check gave no result",
+                                                "check error", 0.0, maxima[(s, n)], s))
     return {stem: [done[(stem, name)] for name in order[stem]] for stem in jobs}
 
 
-def _set(stem: str):
+def load_set(stem: str, checks_dir: str | Path | None = None):
+    """The checks of the set named ``stem`` (``ex03_losses``)."""
     from exercises import checker
 
     match = checker.SET_PATTERN.match(f"{stem}.py")
-    return checker.ExerciseSet(int(match.group(1)), match.group(2))
+    if match is None:
+        raise ValueError(f"{stem!r} is not the name of an exercise set (exNN_topic).")
+    folder = Path(checks_dir) if checks_dir else None
+    return checker.load_checks(checker.ExerciseSet(int(match.group(1)), match.group(2), folder))
 
 
-def _one_child(jobs, pending, time_limit, python, done):
+def _one_child(jobs, pending, time_limit, python, done, checks_dir):
     """Run one child over ``pending``; return (finished, current exercise, (status, why))."""
     from exercises import checker
 
@@ -96,6 +107,7 @@ def _one_child(jobs, pending, time_limit, python, done):
     for stem, name in pending:
         sets.setdefault(stem, []).append(name)
     job = {"token": token, "time_limit": time_limit,
+           "checks_dir": str(checks_dir) if checks_dir else None,
            "sets": [{"stem": s, "answers": str(Path(jobs[s]).resolve()), "exercises": names}
                     for s, names in sets.items()]}
     with tempfile.TemporaryDirectory(prefix="cooc-check-") as scratch, \
@@ -178,7 +190,8 @@ def child_main() -> None:
     from exercises import checker
 
     try:
-        loaded = {item["stem"]: checker.load_checks(_set(item["stem"])) for item in job["sets"]}
+        loaded = {item["stem"]: load_set(item["stem"], job["checks_dir"])
+                  for item in job["sets"]}
     except Exception as error:  # noqa: BLE001  (the instructor's files: report and stop)
         emit(event="load-error", message=f"{type(error).__name__}: {error}")
         return
