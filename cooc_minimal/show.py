@@ -8,6 +8,9 @@ same in Jupyter, in the built book and offline.
 - ``show_table(rows, columns=None, caption=None, floatfmt="{:.3g}")``
 - ``show_source(obj)``: the highlighted source of a function, class or method, read
   from the file at call time (so the chapter shows the code as it is now).
+- ``show_text(text)``: one line of prose made by code, with ``$...$`` inline math,
+  ``*italic*``, ``**bold**`` and ```code```, as HTML whose math MathJax typesets (use it
+  instead of ``display(Markdown(...))``, whose ``$`` myst-nb leaves as raw text).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from __future__ import annotations
 import html
 import inspect
 import numbers
+import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["table_html", "source_html", "show_table", "show_source"]
+__all__ = ["show_source", "show_table", "show_text", "source_html", "table_html", "text_html"]
 
 _TABLE_STYLE = "border-collapse:collapse;margin:0.5em 0;font-size:0.9em"
 _CELL_STYLE = "border:1px solid #ccc;padding:0.2em 0.6em;text-align:right"
@@ -145,3 +149,48 @@ def show_source(obj: Any) -> None:
     from IPython.display import HTML, display
 
     display(HTML(source_html(obj)))
+
+
+_INLINE_MATH = re.compile(r"\$([^$\n]+)\$")
+_MARKUP = (
+    (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
+    (re.compile(r"\*\*([^*]+)\*\*"), r"<strong>\1</strong>"),
+    (re.compile(r"\*([^*]+)\*"), r"<em>\1</em>"),
+)
+
+
+def text_html(text: str) -> str:
+    """HTML of one paragraph: ``$...$`` becomes an inline math element, the rest is escaped.
+
+    Inline math is written as Sphinx writes it, ``<span class="math">\\(...\\)</span>``,
+    which MathJax typesets in the built book and Jupyter typesets in a notebook.
+    ``**bold**``, ``*italic*`` and ```code``` work outside the math. A lone ``$`` raises.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"show_text takes a string, got a {type(text).__name__}.")
+    pieces, last = [], 0
+    for match in _INLINE_MATH.finditer(text):
+        pieces.append(_markup(text[last:match.start()]))
+        pieces.append('<span class="math notranslate nohighlight">\\('
+                      f"{html.escape(match.group(1))}\\)</span>")
+        last = match.end()
+    rest = text[last:]
+    if "$" in rest:
+        raise ValueError(f"text has an unpaired '$' in {rest!r}: close the math with '$', "
+                         f"or write 'dollars'.")
+    pieces.append(_markup(rest))
+    return f'<p class="cooc-text">{"".join(pieces)}</p>'
+
+
+def _markup(plain: str) -> str:
+    escaped = html.escape(plain)
+    for pattern, replacement in _MARKUP:
+        escaped = pattern.sub(replacement, escaped)
+    return escaped
+
+
+def show_text(text: str) -> None:
+    """Display one paragraph with ``$...$`` math as HTML (see `text_html`); returns None."""
+    from IPython.display import HTML, display
+
+    display(HTML(text_html(text)))

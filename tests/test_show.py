@@ -96,3 +96,17 @@ def test_source_of_builtin_is_one_sentence():
     with pytest.raises(ValueError, match=r"has no source to show\.$") as err:
         source_html(len)
     assert re.fullmatch(r"[^\n]+\.", str(err.value))
+
+
+def test_text_turns_dollar_math_into_math_elements_and_escapes_the_rest():
+    from cooc_minimal.show import text_html
+
+    html = text_html("(B.7) *trace*: assuming $\\operatorname{tr}(Z^\\top Z) = N$ and a<b, `x`")
+    soup = BeautifulSoup(html, "html.parser")
+    (math,) = soup.select("span.math")
+    assert math.get_text() == "\\(\\operatorname{tr}(Z^\\top Z) = N\\)"
+    assert soup.em.get_text() == "trace" and soup.code.get_text() == "x"
+    outside = "".join(s for s in soup.find_all(string=True) if s.parent is not math)
+    assert "$" not in outside and "a<b" in outside and "a<b" not in html
+    with pytest.raises(ValueError, match="unpaired '\\$'"):
+        text_html("costs $5")
