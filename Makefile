@@ -44,7 +44,7 @@ student-copy: $(STAMP)
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "Say where the submissions are: make grade SUBMISSIONS=dir [OUT=grades]"; exit 2; }
-	$(BIN)/python -m exercises.grade "$(SUBMISSIONS)" --out "$(or $(OUT),grades)" $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT)) $(if $(CHAPTER),--chapter $(CHAPTER))
+	$(BIN)/python -m exercises.grade "$(SUBMISSIONS)" --out "$(or $(OUT),grades)" $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT)) $(if $(CHAPTER),--chapter $(CHAPTER)) $(if $(JOBS),--jobs $(JOBS))
 
 benchmarks: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python "$$script"; done

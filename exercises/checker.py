@@ -121,21 +121,34 @@ class Result:
     set_stem: str = field(default="", compare=False)
 
 
-def exercise_sets(chapter: int | None = None,
+def exercise_sets(chapter: int | Iterable[int] | None = None,
                   checks_dir: Path | None = None) -> list[ExerciseSet]:
-    """Every exercise set that has checks, in chapter order (one chapter if given)."""
+    """Every exercise set that has checks, in chapter order (only the chapters given)."""
     found = []
     for path in sorted((checks_dir or EXERCISES_DIR / "checks").glob("ex*.py")):
         match = SET_PATTERN.match(path.name)
         if match:
             found.append(ExerciseSet(int(match.group(1)), match.group(2), checks_dir))
     if chapter is not None:
-        found = [s for s in found if s.chapter == chapter]
-        if not found:
-            known = ", ".join(f"{s.chapter:02d}" for s in exercise_sets()) or "none"
-            raise ValueError(f"There are no exercises for chapter {chapter:02d}; chapters with "
-                             f"exercises: {known}.")
+        wanted = {chapter} if isinstance(chapter, int) else set(chapter)
+        known = {s.chapter for s in found}
+        if not wanted <= known:
+            listed = ", ".join(f"{c:02d}" for c in sorted(known)) or "none"
+            raise ValueError(f"There are no exercises for chapter {min(wanted - known):02d}; "
+                             f"chapters with exercises: {listed}.")
+        found = [s for s in found if s.chapter in wanted]
     return found
+
+
+def parse_chapters(text: str) -> list[int]:
+    """``"3"``, ``"00,03"`` or ``"0-4"`` -> chapter numbers."""
+    chapters = []
+    for part in text.replace(" ", "").split(","):
+        first, _, last = part.partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            raise ValueError(f"CHAPTER={text!r}: give numbers like 3, 0,3 or 0-4.")
+        chapters += list(range(int(first), int(last or first) + 1))
+    return chapters
 
 
 def _load(path: Path, name: str) -> ModuleType:
@@ -312,7 +325,7 @@ def result_line(result: Result, width: int = WIDTH) -> str:
                          break_long_words=True, break_on_hyphens=False)
 
 
-def report(chapter: int | None = None, solutions: bool = False,
+def report(chapter: int | Iterable[int] | None = None, solutions: bool = False,
            time_limit: float = 60.0, as_json: bool = False) -> bool:
     """Check the answers (in a child process), print a line per exercise (or, with
     ``as_json``, one JSON list), and return True when every check ran and passed."""
@@ -344,7 +357,8 @@ def report(chapter: int | None = None, solutions: bool = False,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chapter", type=int, help="check one chapter's set only, e.g. 3")
+    parser.add_argument("--chapter", type=parse_chapters,
+                        help="check these chapters' sets only: 3, 0,3 or 0-4")
     parser.add_argument("--solutions", action="store_true",
                         help="check the reference solutions instead of the stubs")
     parser.add_argument("--time-limit", type=float, default=60.0,

@@ -153,7 +153,8 @@ def report_text(results: dict[str, list[checker.Result]]) -> str:
 
 
 def grade_class(folder: Path, out: Path, time_limit: float = 30.0, jobs: int = 1,
-                chapter: int | None = None, checks_dir: Path | None = None) -> list[dict]:
+                chapter: int | list[int] | None = None,
+                checks_dir: Path | None = None) -> list[dict]:
     """Grade every submission in ``folder``; write ``out``; return the CSV rows.
 
     ``checks_dir``: another folder of check files than exercises/checks/ (for tests).
@@ -201,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=30.0,
                         help="seconds each exercise may take (default 30)")
     parser.add_argument("--jobs", type=int, default=1, help="students checked at once")
-    parser.add_argument("--chapter", type=int, help="grade one chapter's set only")
+    parser.add_argument("--chapter", type=checker.parse_chapters,
+                        help="grade these chapters' sets only: 3, 0,3 or 0-4")
     parser.add_argument("--gradescope", nargs=2, type=Path, metavar=("SUBMISSION", "RESULTS"),
                         help="grade one submission folder and write Gradescope's results.json")
     args = parser.parse_args(argv)
