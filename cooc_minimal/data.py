@@ -1,4 +1,5 @@
-"""The course's datasets behind one function: CIFAR-10/100, ImageNet-100 and the toy world.
+"""The course's datasets behind one function: CIFAR-10/100, ImageNet(-100), a folder of
+images and the toy world.
 
 ``get_dataset(name, root, train)`` returns a map-style dataset of ``(image, label)``
 pairs, images as float tensors (3, H, W) in [0, 1] unless another ``transform`` is
@@ -8,22 +9,32 @@ on a machine with internet.
 
 ImageNet-100 is the 100-class subset of ImageNet (ILSVRC 2012) chosen by Tian et al.
 (CMC, 2020), read with ``ImageFolder`` from a user's own ImageNet folder; its class
-list ships with the library (``resources/imagenet100.txt``).
+list ships with the library (``resources/imagenet100.txt``). ``imagenet`` is all 1000
+classes of the same folder; ``imagefolder`` is any folder laid out the same way (``train/``
+and ``val/``, one sub-folder of images per class), so that users train on their own images.
+
+The small datasets (CIFAR, the toy world) also load as one uint8 tensor
+(:func:`load_tensors`), which the training script keeps on its device and batches by
+indexing.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import torch
 from torch.utils.data import Dataset
 from torchvision import datasets
 from torchvision import transforms as T
 
 from cooc_minimal.toyworld import ToyWorld, ToyWorldDataset
 
-NAMES = ("cifar10", "cifar100", "imagenet100", "toyworld")
+NAMES = ("cifar10", "cifar100", "imagenet100", "imagenet", "imagefolder", "toyworld")
+SMALL = ("cifar10", "cifar100", "toyworld")  # held in memory as one tensor
 DATA_VARIABLE = "COOC_DATA"
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 TOYWORLD_SIZES = {True: 10_000, False: 2_000}  # train, test
@@ -101,25 +112,84 @@ def _imagenet100(root: Path, train: bool, download: bool, transform) -> Dataset:
     return ImageNet100(str(split_dir), transform=transform)
 
 
+def _default_transform():
+    return T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])
+
+
+def _image_folder(name: str, root: Path, train: bool, download: bool, transform) -> Dataset:
+    if download:
+        raise ValueError(f"download=True is not possible for {name}: it reads images you "
+                         f"already have; pass download=False and a root that holds train/ "
+                         f"and val/ class folders.")
+    split = "train" if train else "val"
+    split_dir = root / split
+    hint = (_imagenet_hint(root) if name == "imagenet" else
+            f"make {root} hold train/ and val/, each with one sub-folder of images per class")
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"{name} was not found: the folder {split_dir} does not exist; "
+                                f"{hint}.")
+    try:
+        return datasets.ImageFolder(str(split_dir), transform=transform or _default_transform())
+    except FileNotFoundError as error:  # no class folder, or a class folder without images
+        raise FileNotFoundError(f"{name} in {split_dir} has no usable images "
+                                f"({str(error).rstrip('.')}); {hint}.") from None
+
+
+def _check_arguments(name, train, download) -> None:
+    if not isinstance(name, str) or name not in NAMES:
+        close = difflib.get_close_matches(str(name).lower(), NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"Unknown dataset {name!r}{hint}: choose one of {', '.join(NAMES)}.")
+    for key, value in (("train", train), ("download", download)):
+        if not isinstance(value, bool | np.bool_):
+            raise ValueError(f"{key} must be True or False, got {value!r} "
+                             f"({type(value).__name__}).")
+
+
 def get_dataset(name: str, root: str | Path | None = None, train: bool = True,
                 download: bool = False, transform=None) -> Dataset:
-    """A dataset of ``(image, label)`` pairs by name: cifar10, cifar100, imagenet100, toyworld.
+    """A dataset of ``(image, label)`` pairs by name: one of :data:`NAMES`.
 
     root: the folder that holds the data (``default_root()`` if None); for CIFAR the
     folder that contains ``cifar-10-batches-py`` / ``cifar-100-python``, for ImageNet-100
-    the ImageNet folder that contains ``train/`` and ``val/``; unused by the toy world.
+    and ImageNet the ImageNet folder that contains ``train/`` and ``val/``, for
+    ``imagefolder`` any folder with ``train/`` and ``val/`` holding one sub-folder of
+    images per class (any image size); unused by the toy world.
     train: the training split, else the test (validation) split.
     download: fetch CIFAR if it is missing (never done by the book); impossible for ImageNet.
     transform: applied to each image; by default images become tensors (3, H, W) in [0, 1]
-    (ImageNet-100: resized to 256 on the short side and centre-cropped to 224).
+    (ImageNet-100, ImageNet, imagefolder: resized to 256 on the short side and
+    centre-cropped to 224).
     The toy world is ``ToyWorld(seed=0)``: 10,000 training and 2,000 test images.
     """
-    if name not in NAMES:
-        raise ValueError(f"Unknown dataset {name!r}: choose one of {', '.join(NAMES)}.")
+    _check_arguments(name, train, download)
+    train, download = bool(train), bool(download)
     if name == "toyworld":
         return ToyWorldDataset(ToyWorld(seed=0), TOYWORLD_SIZES[train], TOYWORLD_SEEDS[train],
                                transform)
-    root = Path(root).expanduser() if root is not None else default_root()
+    if root is not None and not isinstance(root, str | os.PathLike):
+        raise ValueError(f"root must be a folder path (str or Path), got {type(root).__name__}.")
+    root = Path(root).expanduser() if root is not None and str(root) else default_root()
     if name == "imagenet100":
         return _imagenet100(root, train, download, transform)
+    if name in ("imagenet", "imagefolder"):
+        return _image_folder(name, root, train, download, transform)
     return _cifar(name, root, train, download, transform or T.ToTensor())
+
+
+def load_tensors(name: str, root: str | Path | None = None,
+                 train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """A small dataset as two tensors: images (N, 3, H, W) uint8 and labels (N,) int64.
+
+    For cifar10, cifar100 and toyworld (whose images, made in [0, 1], are rounded to
+    255 levels). This is what the training script holds on its device and indexes.
+    """
+    if name not in SMALL:
+        raise ValueError(f"load_tensors reads only the small datasets {', '.join(SMALL)}, got "
+                         f"{name!r}: read large ones with get_dataset and a DataLoader.")
+    dataset = get_dataset(name, root, train)
+    if name == "toyworld":
+        images = (dataset.images * 255).round().to(torch.uint8)
+        return images.contiguous(), dataset.labels.clone()
+    images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2)
+    return images.contiguous(), torch.as_tensor(dataset.targets, dtype=torch.int64)

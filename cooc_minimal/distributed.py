@@ -49,3 +49,83 @@ def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
     if isinstance(gathered, collectives.AsyncCollectiveTensor):
         gathered = collectives.wait_tensor(gathered)
     return gathered
+
+
+# ------------------------------------------------------- training helpers (added for train.py)
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """The mean of ``value`` over ranks (a copy; no gradient): how a loss share is logged."""
+    value = value.detach().clone()
+    if world_size() > 1:
+        dist.all_reduce(value)
+        value /= world_size()
+    return value
+
+
+def any_rank(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """True on every rank when ``flag`` is True on at least one (e.g. a stop signal)."""
+    if world_size() == 1:
+        return bool(flag)
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the batch of every rank together.
+
+    ``torch.nn.SyncBatchNorm`` does this on GPUs only; this module does it on any device
+    (the course's CPU tests use gloo) with the differentiable :func:`gather_with_grad`: each
+    rank gathers every rank's per-channel (sum, sum of squares, count), so the mean and the
+    biased variance used to normalise are the global batch's, and the running variance gets
+    the unbiased one, as BatchNorm does. In eval mode, or in one process, the formula is
+    the same with no gather. Works for inputs (N, C), (N, C, L) and (N, C, H, W).
+    """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"GlobalBatchNorm expects (N, C, ...) input, got {tuple(x.shape)}.")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        if not self.training:
+            return super().forward(x)
+        dims = [0, *range(2, x.dim())]
+        xf = x.float()
+        count = torch.full((1,), xf.numel() / xf.shape[1], device=x.device, dtype=xf.dtype)
+        local = torch.cat([xf.sum(dims), xf.square().sum(dims), count])   # (2C + 1,)
+        total = gather_with_grad(local[None]).sum(dim=0)
+        channels = x.shape[1]
+        n = total[-1]
+        mean = total[:channels] / n
+        var = (total[channels:2 * channels] / n - mean.square()).clamp_min(0.0)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else \
+                    1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), m)
+                unbiased = var.detach() * n / (n - 1).clamp_min(1.0)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(x.dtype)
+
+
+def convert_sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Replace every BatchNorm of ``module`` by :class:`GlobalBatchNorm`, keeping its state.
+
+    (``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` does the same for CUDA only.)
+    """
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and \
+            not isinstance(module, GlobalBatchNorm):
+        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats)
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        return new.to(next(iter(module.state_dict().values()), torch.empty(0)).device)
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child))
+    return module

@@ -16,10 +16,21 @@ import torch.nn.functional as F
 
 
 def _check_images(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a 4-D tensor (B, C, H, W), got {shape}: add a batch "
-                         f"dimension with images.unsqueeze(0) for a single image.")
+    if not isinstance(images, torch.Tensor):
+        hint = (" convert it with torch.from_numpy(array).permute(0, 3, 1, 2) for (B, H, W, C) "
+                "data, or torch.from_numpy(array) if it is already (B, C, H, W)"
+                if type(images).__module__ == "numpy" else "")
+        raise ValueError(f"images must be a torch.Tensor (B, C, H, W), got a "
+                         f"{type(images).__name__}:{hint or ' pass a tensor'}.")
+    if images.dim() != 4:
+        raise ValueError(f"images must be a 4-D tensor (B, C, H, W), got {tuple(images.shape)}: "
+                         f"add a batch dimension with images.unsqueeze(0) for a single image.")
+    if images.shape[1] not in (1, 3, 4) and images.shape[-1] in (1, 3, 4):
+        raise ValueError(f"images of shape {tuple(images.shape)} look channels-last "
+                         f"(B, H, W, C): pass images.permute(0, 3, 1, 2), which is (B, C, H, W).")
+    if images.shape[0] == 0:
+        raise ValueError(f"images is an empty batch (shape {tuple(images.shape)}): pass at "
+                         f"least one image.")
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -28,7 +39,10 @@ def _check_positive(name: str, value: int) -> None:
 
 
 def _check_fits(size: int, images: torch.Tensor) -> None:
-    height, width = images.shape[-2:]
+    _check_fits_side(size, *images.shape[-2:])
+
+
+def _check_fits_side(size: int, height: int, width: int) -> None:
     if size > min(height, width):
         raise ValueError(f"size={size} is larger than the images ({height}x{width}): choose a "
                          f"patch size of at most {min(height, width)}.")
@@ -72,20 +86,36 @@ def random_patches(images: torch.Tensor, size: int, n: int, out_size: int | None
         if not images.is_floating_point():
             raise ValueError(f"images must be floating point to be resized to out_size, got "
                              f"{images.dtype}: convert them with images.float() / 255.")
-    batch, height, width = images.shape[0], images.shape[-2], images.shape[-1]
+    boxes = random_boxes(images.shape[0], images.shape[-2], images.shape[-1], size, n,
+                         generator).to(images.device)
+    patches = crop_boxes(images, boxes, size)
+    if out_size is not None and out_size != size:
+        flat = patches.flatten(0, 1)
+        flat = F.interpolate(flat, size=(out_size, out_size), mode="bilinear",
+                             align_corners=False, antialias=True)
+        patches = flat.view(images.shape[0], n, *flat.shape[1:])
+    return patches, boxes
+
+
+def random_boxes(batch: int, height: int, width: int, size: int, n: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """The boxes :func:`random_patches` draws: (batch, n, 4) int64 ``(x0, y0, x1, y1)``.
+
+    Drawn on the generator's device (the CPU without one). The same generator state gives
+    the same boxes as ``random_patches`` on a batch of ``batch`` images, so a training
+    process can draw the boxes of the whole global batch and crop only its own rows.
+    """
+    for name, value in (("batch", batch), ("height", height), ("width", width)):
+        _check_positive(name, value)
+    _check_positive("size", size)
+    _check_positive("n", n)
+    _check_fits_side(size, height, width)
     draw_on = generator.device if generator is not None else torch.device("cpu")
     # Uniform integers without a per-row bound: floor(u * count) is uniform on 0..count-1.
     u = torch.rand(batch, n, 2, generator=generator, device=draw_on, dtype=torch.float64)
     counts = torch.tensor([width - size + 1, height - size + 1], device=draw_on)
-    corners = (u * counts).floor().long().clamp_max(counts - 1).to(images.device)
-    boxes = torch.cat([corners, corners + size], dim=-1)
-    patches = crop_boxes(images, boxes, size)
-    if out_size is not None and out_size != size:
-        flat = patches.reshape(batch * n, *patches.shape[2:])
-        flat = F.interpolate(flat, size=(out_size, out_size), mode="bilinear",
-                             align_corners=False, antialias=True)
-        patches = flat.view(batch, n, *flat.shape[1:])
-    return patches, boxes
+    corners = (u * counts).floor().long().clamp_max(counts - 1)
+    return torch.cat([corners, corners + size], dim=-1)
 
 
 def grid_boxes(height: int, width: int, size: int, stride: int,

@@ -1,0 +1,140 @@
+"""Checkpoints: written atomically, read back with a clear error, shared by training and
+evaluation (evaluation reads them here and never imports the training loop).
+
+A training checkpoint is a dict with at least ``model`` (the JointEmbedding's state dict),
+``config`` (``config_to_dict``), ``step``, ``epoch`` and ``version``; the loop adds the
+optimizer, the RNG states and its counters (see ``train.py``). Everything in it is a
+tensor, a number, a string or a container of those, so it loads with
+``torch.load(weights_only=True)``: opening a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cooc_minimal import __version__
+from cooc_minimal.config import Config, config_from_dict
+
+__all__ = ["CheckpointError", "get_rng_states", "load_checkpoint", "load_model",
+           "save_checkpoint", "set_rng_states"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is truncated, corrupted or not one of ours."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, flushed
+    and fsynced, then renamed over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never half of one.
+    ``version`` (the library's) is added when missing. Returns the path.
+    """
+    path = Path(path)
+    if not isinstance(state, dict):
+        raise ValueError(f"state must be a dict, got {type(state).__name__}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"version": __version__, **state}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # some file systems cannot fsync a folder
+        pass
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    A missing file raises FileNotFoundError; a truncated or corrupted one a
+    :class:`CheckpointError`, each one sentence.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"There is no checkpoint at {path}: train first (python -m "
+                                f"cooc_minimal.train ... --out {path.parent}) or pass the "
+                                f"path of an existing last.pt.")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError,
+            ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is truncated or corrupted and cannot be read ({first}); "
+                              f"delete it and resume from another checkpoint or train "
+                              f"again.") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise CheckpointError(f"{path} is not a cooc_minimal checkpoint (no 'model' and "
+                              f"'config' entries): pass a last.pt written by "
+                              f"cooc_minimal.train.")
+    return state
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the model of a checkpoint from its saved config and load its weights.
+
+    Returns ``(model, config)``: a ``JointEmbedding`` in eval mode on ``device``, and the
+    run's :class:`Config`.
+    """
+    from cooc_minimal.models import build_model
+
+    state = load_checkpoint(path)
+    cfg: Config = config_from_dict(state["config"])
+    model = build_model(cfg.arch, cfg.projector, cifar_stem=cfg.cifar_stem, width=cfg.width)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), cfg
+
+
+# ------------------------------------------------------------------------------- RNG states
+
+def get_rng_states(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """Python's, NumPy's, torch's CPU and CUDA RNG states, and those of ``generators``.
+
+    Stored as tensors and plain containers, so that the checkpoint loads with
+    ``weights_only=True``.
+    """
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": {name: g.get_state() for name, g in (generators or {}).items()},
+    }
+    return states
+
+
+def set_rng_states(states: dict[str, Any],
+                   generators: dict[str, torch.Generator] | None = None) -> None:
+    """Restore what :func:`get_rng_states` saved (CUDA states only where CUDA is present)."""
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],  # noqa: NPY002
+                         n["has_gauss"], n["cached"]))
+    torch.set_rng_state(states["torch"])
+    if torch.cuda.is_available() and states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+    for name, g in (generators or {}).items():
+        g.set_state(states["generators"][name])
