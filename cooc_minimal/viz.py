@@ -519,10 +519,22 @@ def _class_colour(index: int) -> tuple[float, ...]:
 # ------------------------------------------------------------------ training curves
 
 _STEP_COLUMNS = ("step", "epoch", "iteration")
+_COUNTERS = {*_STEP_COLUMNS, "kind", "time", "elapsed", "elapsed_s", "wall_time"}
 
 
-def read_metrics(path: str | Path) -> dict[str, list[float]]:
-    """A run's ``metrics.csv`` as ``{column: values}``; non-numeric cells become NaN."""
+def _number(text: str | None) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def read_metrics(path: str | Path) -> dict[str, list]:
+    """A run's ``metrics.csv`` (or its folder) as ``{column: values}``.
+
+    Numeric columns become lists of floats (an empty cell is NaN); a column with text in
+    it, such as ``train.py``'s ``kind`` (``step`` or ``epoch`` rows), stays a list of strings.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "metrics.csv"
@@ -533,40 +545,53 @@ def read_metrics(path: str | Path) -> dict[str, list[float]]:
         rows = list(csv.DictReader(handle))
     if not rows:
         raise ValueError(f"{path} has a header but no rows yet: let the run log a step first.")
+    data: dict[str, list] = {}
+    for column in rows[0]:
+        cells = [row.get(column) or "" for row in rows]
+        numbers = [_number(cell) for cell in cells]
+        text = any(cell.strip() and math.isnan(n) for cell, n in zip(cells, numbers, strict=True))
+        data[column] = cells if text else numbers
+    return data
 
-    def number(text: str | None) -> float:
-        try:
-            return float(text)
-        except (TypeError, ValueError):
-            return math.nan
 
-    return {column: [number(row.get(column)) for row in rows] for column in rows[0]}
+def _numeric(values: list) -> bool:
+    return all(isinstance(v, float) for v in values) and not all(math.isnan(v) for v in values)
 
 
-def training_curves(metrics: str | Path | Mapping[str, Sequence[float]],
+def training_curves(metrics: str | Path | Mapping[str, Sequence],
                     columns: Sequence[str] | None = None, x: str | None = None,
                     title: str | None = None) -> Figure:
     """One panel per logged quantity of a run, against the step (or epoch).
 
     metrics: a run folder, its ``metrics.csv``, or ``read_metrics``'s dict. ``columns``:
-    which to plot (default: every numeric column but the step, epoch and time counters).
+    which to plot (default: every numeric column but the counters: step, epoch, elapsed
+    time). With a ``kind`` column (``train.py``'s), per-step rows are drawn as a line and
+    per-epoch rows as dots, so a quantity logged only per epoch (``val_acc``) shows too.
     """
-    data = dict(metrics) if isinstance(metrics, Mapping) else read_metrics(metrics)
+    data = {k: list(v) for k, v in (metrics.items() if isinstance(metrics, Mapping)
+                                     else read_metrics(metrics).items())}
+    n_rows = len(next(iter(data.values())))
     x = x or next((c for c in _STEP_COLUMNS if c in data), None)
-    xs = data[x] if x is not None else list(range(len(next(iter(data.values())))))
-    skip = {*_STEP_COLUMNS, "time", "elapsed", "elapsed_s", "wall_time"}
+    xs = data[x] if x is not None else [float(i) for i in range(n_rows)]
     if columns is None:
-        columns = [c for c, v in data.items()
-                   if c not in skip and not all(math.isnan(u) for u in v)]
-    missing = [c for c in columns if c not in data]
+        columns = [c for c, v in data.items() if c not in _COUNTERS and _numeric(v)]
+    missing = [c for c in columns if c not in data or not _numeric(data[c])]
     if missing or not columns:
         raise ValueError(f"no column to plot: asked for {list(columns)}, the metrics have "
-                         f"{list(data)}.")
-    fig = Figure(figsize=(3.4 * min(len(columns), 3), 2.7 * -(-len(columns) // 3)),
-                 layout="constrained")
-    axes = fig.subplots(-(-len(columns) // 3), min(len(columns), 3), squeeze=False)
+                         f"these numeric columns: {[c for c, v in data.items() if _numeric(v)]}.")
+    kinds = data.get("kind", ["step"] * n_rows)
+    n_cols = min(len(columns), 3)
+    fig = Figure(figsize=(3.6 * n_cols, 2.8 * -(-len(columns) // 3)), layout="constrained")
+    axes = fig.subplots(-(-len(columns) // 3), n_cols, squeeze=False)
     for ax, column in zip(axes.flat, columns, strict=False):
-        ax.plot(xs, data[column], linewidth=1.2)
+        for kind, style in (("step", "-"), ("epoch", "o")):
+            points = [(u, v) for u, v, k in zip(xs, data[column], kinds, strict=True)
+                      if k == kind and not math.isnan(v)]
+            if points:
+                ax.plot(*zip(*points, strict=True), style, linewidth=1.2, markersize=4,
+                        label=f"per {kind}")
+        if len({k for k in kinds if k in ("step", "epoch")}) > 1:
+            ax.legend(fontsize=7)
         ax.set_xlabel(x or "row")
         ax.set_ylabel(column)
         ax.set_title(column, fontsize=9)

@@ -158,3 +158,20 @@ def test_training_curves_from_metrics_csv(tmp_path):
         viz.read_metrics(tmp_path / "missing")
     with pytest.raises(ValueError, match="no column to plot"):
         viz.training_curves(tmp_path, columns=["accuracy"])
+
+
+def test_training_curves_draw_epoch_rows_as_dots(tmp_path):
+    # train.py's layout: a "kind" column, val_acc only on the epoch rows
+    (tmp_path / "metrics.csv").write_text(
+        "kind,epoch,step,loss,val_acc,elapsed_s\nstep,1,1,3.0,,0.5\nstep,1,2,2.0,,1.0\n"
+        "epoch,1,2,2.5,0.4,1.1\n")
+    data = viz.read_metrics(tmp_path)
+    assert data["kind"] == ["step", "step", "epoch"]
+    fig = viz.training_curves(data)
+    shown = [ax for ax in fig.get_axes() if ax.get_visible()]
+    assert [ax.get_ylabel() for ax in shown] == ["loss", "val_acc"]
+    loss, val = shown
+    assert [line.get_label() for line in loss.get_lines()] == ["per step", "per epoch"]
+    assert list(loss.get_lines()[0].get_ydata()) == [3.0, 2.0]
+    assert [line.get_label() for line in val.get_lines()] == ["per epoch"]
+    assert list(val.get_lines()[0].get_xdata()) == [2.0]
