@@ -20,7 +20,8 @@ as code. sphinx-thebe writes its loader's address into an inline script constant
 fetched only when a reader presses a "Live Code" button, which this book does not have, so
 inline script text is not a load and is not checked.
 
-Exit status 0 when every page is clean, 1 otherwise (one line per problem).
+Prints one line per problem, then ``render: P passed, F failed`` (pages). Exit status 0
+when every page is clean, 1 otherwise, 2 when there is no built book.
 """
 
 from __future__ import annotations
@@ -227,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print(problem)
     n_pages = len(pages(root.resolve()))
+    bad_pages = len({problem.page for problem in problems})
     print(f"render check: {n_pages} pages, {len(problems)} problem(s)")
+    # the closing line CI reads, one result per page
+    print(f"render: {n_pages - bad_pages} passed, {bad_pages} failed")
     return 1 if problems else 0
 
 

@@ -111,6 +111,7 @@ def test_each_fault_fails_naming_page_and_text(tmp_path, fault, capsys):
     printed = capsys.readouterr().out
     assert f"chapters/bad_{fault}.html: {EXPECTED_KIND[fault]}: " in printed
     assert "1 problem(s)" in printed or "2 problem(s)" in printed
+    assert printed.rstrip().endswith("render: 2 passed, 1 failed")
 
 
 def test_the_report_quotes_the_offending_text(tmp_path):
