@@ -76,10 +76,10 @@ class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
 
     ``torch.nn.SyncBatchNorm`` does this on GPUs only; this module does it on any device
     (the course's CPU tests use gloo) with the differentiable :func:`gather_with_grad`: each
-    rank gathers every rank's per-channel (sum, sum of squares, count), so the mean and the
-    biased variance used to normalise are the global batch's, and the running variance gets
-    the unbiased one, as BatchNorm does. In eval mode, or in one process, the formula is
-    the same with no gather. Works for inputs (N, C), (N, C, L) and (N, C, H, W).
+    rank gathers every rank's per-channel (mean, variance, count) and combines them, so the
+    mean and the biased variance used to normalise are the global batch's, and the running
+    variance gets the unbiased one, as BatchNorm does. In one process the same formula runs
+    without a gather; in eval mode it is BatchNorm. Inputs (N, C), (N, C, L), (N, C, H, W).
     """
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
@@ -91,14 +91,18 @@ class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         if not self.training:
             return super().forward(x)
         dims = [0, *range(2, x.dim())]
-        xf = x.float()
-        count = torch.full((1,), xf.numel() / xf.shape[1], device=x.device, dtype=xf.dtype)
-        local = torch.cat([xf.sum(dims), xf.square().sum(dims), count])   # (2C + 1,)
-        total = gather_with_grad(local[None]).sum(dim=0)
-        channels = x.shape[1]
-        n = total[-1]
-        mean = total[:channels] / n
-        var = (total[channels:2 * channels] / n - mean.square()).clamp_min(0.0)
+        xf = x if x.dtype == torch.float64 else x.float()
+        channels, count = x.shape[1], xf.numel() // x.shape[1]
+        # Local two-pass statistics, then Chan et al.'s combination over ranks (stable):
+        # mean = sum_r n_r m_r / n,  var = sum_r n_r (v_r + (m_r - mean)^2) / n.
+        local_mean = xf.mean(dims)
+        local_var = (xf - local_mean.view(1, -1, *[1] * (x.dim() - 2))).square().mean(dims)
+        counts = torch.full((1,), float(count), device=x.device, dtype=xf.dtype)
+        every = gather_with_grad(torch.cat([local_mean, local_var, counts])[None])  # (R, 2C+1)
+        means, variances, ns = every[:, :channels], every[:, channels:-1], every[:, -1:]
+        n = ns.sum()
+        mean = (ns * means).sum(dim=0) / n
+        var = (ns * (variances + (means - mean).square())).sum(dim=0) / n
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -121,11 +125,14 @@ def convert_sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
     """
     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and \
             not isinstance(module, GlobalBatchNorm):
+        reference = module.weight if module.affine else module.running_mean
         new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                               module.track_running_stats)
+        if reference is not None:
+            new = new.to(device=reference.device, dtype=reference.dtype)
         new.load_state_dict(module.state_dict())
         new.train(module.training)
-        return new.to(next(iter(module.state_dict().values()), torch.empty(0)).device)
+        return new
     for name, child in module.named_children():
         module.add_module(name, convert_sync_batchnorm(child))
     return module

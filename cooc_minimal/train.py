@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import functools
 import math
 import os
 import signal
@@ -127,11 +128,18 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+@functools.lru_cache(maxsize=2)
+def _tensors(name: str, root: str, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    # Cached: chapters and tests train several runs on the same data in one process.
+    # Nothing writes into these tensors (batches are copies made by indexing).
+    return datasets.load_tensors(name, root or None, train=train)
+
+
 class TensorData:
     """A small dataset held on the device as one uint8 tensor, batched by indexing."""
 
     def __init__(self, cfg: Config, device: torch.device) -> None:
-        images, labels = datasets.load_tensors(cfg.dataset, cfg.data_root or None, train=True)
+        images, labels = _tensors(cfg.dataset, cfg.data_root, True)
         if cfg.train_images:
             images, labels = images[:cfg.train_images], labels[:cfg.train_images]
         self.images, self.labels = images.to(device), labels.to(device)
@@ -149,7 +157,7 @@ class TensorData:
             yield self.images[index], self.labels[index]
 
     def validation(self, cfg: Config) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        images, labels = datasets.load_tensors(cfg.dataset, cfg.data_root or None, train=False)
+        images, labels = _tensors(cfg.dataset, cfg.data_root, False)
         for i in range(0, len(labels), cfg.batch_size):
             yield (images[i:i + cfg.batch_size].to(self.device),
                    labels[i:i + cfg.batch_size].to(self.device))
