@@ -13,13 +13,22 @@ single-core per-image pipeline) and on all of torch's threads.
 
     python benchmarks/patch_pipeline.py                 # B = 256, n in {4, 16, 32}
     python benchmarks/patch_pipeline.py --view 1 --n 16   # the view that always blurs
+
+The table is also saved, with the machine it was measured on, as JSON (default
+``benchmarks/results/patch_pipeline.json``; ``--save ""`` skips it): chapter 4 shows
+the recorded table from that file.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -79,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--view", type=int, choices=(1, 2), default=2,
                         help="BYOL view: 1 always blurs, 2 blurs 10%% and solarises 20%% (2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each pipeline (5)")
+    parser.add_argument("--save", default=str(Path(__file__).parent / "results" /
+                                              "patch_pipeline.json"),
+                        help="where to write the results as JSON ('' to skip)")
     args = parser.parse_args(argv)
 
     view = BYOL_VIEW_1 if args.view == 1 else BYOL_VIEW_2
@@ -107,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| n | patches | per-image torchvision (patches/s) | batched, 1 thread | speed-up "
           f"| batched, {threads} threads | speed-up |")
     print("|---|---|---|---|---|---|---|")
+    rows = []
     for n in args.n:
         batched(n, threads)  # warm up
         slow, one, all_ = [], [], []
@@ -118,6 +131,18 @@ def main(argv: list[str] | None = None) -> None:
         rates = [count / min(t) for t in (slow, one, all_)]
         print(f"| {n} | {count} | {rates[0]:,.0f} | {rates[1]:,.0f} | {rates[1] / rates[0]:.1f}x "
               f"| {rates[2]:,.0f} | {rates[2] / rates[0]:.1f}x |", flush=True)
+        rows.append({"n": n, "patches": count, "per_image_per_s": rates[0],
+                     "batched_1_thread_per_s": rates[1], "speedup_1_thread": rates[1] / rates[0],
+                     "batched_all_threads_per_s": rates[2],
+                     "speedup_all_threads": rates[2] / rates[0]})
+    if args.save:
+        record = {"benchmark": "patch_pipeline", "date": datetime.date.today().isoformat(),
+                  "torch": torch.__version__, "threads": threads, "cpus": os.cpu_count(),
+                  "machine": platform.machine(), "batch": args.batch, "view": args.view,
+                  "repeats": args.repeats, "patch": patch, "out": out, "rows": rows}
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.save).write_text(json.dumps(record, indent=1) + "\n")
+        print(f"saved to {args.save}")
 
 
 if __name__ == "__main__":
