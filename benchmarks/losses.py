@@ -4,7 +4,9 @@
 
 Prints two markdown tables: the time of each two-view loss (and of the four
 multi-patch losses, on B x n = 1024 patches), then tcr_loss through the N x N Gram
-matrix against the D x D one. det(I_D + c Z^T Z) = det(I_N + c Z Z^T), so when N << D
+matrix against the D x D one, and saves both as JSON (default
+``benchmarks/results/losses.json``; ``--save ""`` skips it), which chapter 3 shows.
+det(I_D + c Z^T Z) = det(I_N + c Z Z^T), so when N << D
 the N x N form saves a D^3 factorisation. Each time is the fastest of 10 runs at D = 128,
 3 at D = 2048 and 2 at D = 8192, after one untimed run; the D x D form at D = 8192 (many
 seconds) is timed once, without a warm-up run.
@@ -13,10 +15,14 @@ seconds) is timed once, without a warm-up run.
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
+import json
+import os
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -54,28 +60,35 @@ def repeats_for(dim: int) -> int:
     return 10 if dim <= 128 else 3 if dim <= 2048 else 2
 
 
-def loss_table(n: int, dims: list[int]) -> str:
+def loss_times(n: int, dims: list[int]) -> dict[str, list[float]]:
+    """{loss name: [ms at each D]}."""
     g = torch.Generator().manual_seed(0)
-    lines = ["| loss | " + " | ".join(f"D = {d}" for d in dims) + " |",
-             "|---|" + "---:|" * len(dims)]
-    rows: dict[str, list[str]] = {}
+    rows: dict[str, list[float]] = {}
     for d in dims:
         z1 = torch.randn(n, d, generator=g).requires_grad_(True)
         z2 = (z1.detach() + 0.1 * torch.randn(n, d, generator=g)).requires_grad_(True)
         z = torch.randn(n // PATCHES, PATCHES, d, generator=g).requires_grad_(True)
         for name, loss in TWO_VIEW.items():
             t = seconds(functools.partial(loss, z1, z2), repeats_for(d))
-            rows.setdefault(name, []).append(f"{1000 * t:.1f}")
+            rows.setdefault(name, []).append(1000 * t)
         for kind in ("spectral", "vicreg", "tcr", "simclr"):
             t = seconds(functools.partial(multipatch_loss, z, kind), repeats_for(d))
-            rows.setdefault(f"multi-patch {kind}", []).append(f"{1000 * t:.1f}")
-    lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows.items()]
+            rows.setdefault(f"multi-patch {kind}", []).append(1000 * t)
+    return rows
+
+
+def loss_table(times: dict[str, list[float]], dims: list[int]) -> str:
+    lines = ["| loss | " + " | ".join(f"D = {d}" for d in dims) + " |",
+             "|---|" + "---:|" * len(dims)]
+    lines += [f"| {name} | " + " | ".join(f"{ms:.1f}" for ms in cells) + " |"
+              for name, cells in times.items()]
     return "\n".join(lines)
 
 
-def gram_table(n: int, dims: list[int]) -> str:
+def gram_times(n: int, dims: list[int]) -> list[dict[str, float]]:
+    """[{D, samples_ms, features_ms}] for tcr_loss through each Gram matrix."""
     g = torch.Generator().manual_seed(1)
-    lines = ["| D | N x N form (ms) | D x D form (ms) | D x D / N x N |", "|---:|---:|---:|---:|"]
+    rows = []
     for d in dims:
         z = (torch.randn(n, d, generator=g) / d**0.5).requires_grad_(True)
         small = seconds(lambda z=z: tcr_loss(z, gram="samples"), repeats_for(d))
@@ -83,7 +96,14 @@ def gram_table(n: int, dims: list[int]) -> str:
         once = d > 4096
         large = seconds(lambda z=z: tcr_loss(z, gram="features"), 1 if once else 3,
                         warm_up=not once)
-        lines.append(f"| {d} | {1000 * small:.1f} | {1000 * large:.1f} | {large / small:.2f} |")
+        rows.append({"D": d, "samples_ms": 1000 * small, "features_ms": 1000 * large})
+    return rows
+
+
+def gram_table(rows: list[dict[str, float]]) -> str:
+    lines = ["| D | N x N form (ms) | D x D form (ms) | D x D / N x N |", "|---:|---:|---:|---:|"]
+    lines += [f"| {r['D']} | {r['samples_ms']:.1f} | {r['features_ms']:.1f} | "
+              f"{r['features_ms'] / r['samples_ms']:.2f} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -92,16 +112,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=1024, help="batch size N (default 1024)")
     parser.add_argument("--dims", type=int, nargs="+", default=[128, 2048, 8192],
                         help="embedding dimensions D (default 128 2048 8192)")
+    parser.add_argument("--save", default=str(Path(__file__).parent / "results" / "losses.json"),
+                        help="where to write the results as JSON ('' to skip)")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"{platform.processor() or platform.machine()}; N = {args.n}, float32, "
           f"fastest of several forward + backward runs, in ms")
     print()
-    print(loss_table(args.n, args.dims))
+    times = loss_times(args.n, args.dims)
+    print(loss_table(times, args.dims))
     print()
     print(f"tcr_loss at N = {args.n}: the two Gram forms")
     print()
-    print(gram_table(args.n, args.dims))
+    grams = gram_times(args.n, args.dims)
+    print(gram_table(grams))
+    if args.save:
+        record = {"benchmark": "losses", "date": datetime.date.today().isoformat(),
+                  "torch": torch.__version__, "threads": torch.get_num_threads(),
+                  "cpus": os.cpu_count(), "machine": platform.machine(), "n": args.n,
+                  "load_average_1min": os.getloadavg()[0],
+                  "patches": PATCHES, "dims": args.dims, "losses_ms": times, "gram": grams}
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.save).write_text(json.dumps(record, indent=1) + "\n")
+        print(f"saved to {args.save}")
 
 
 if __name__ == "__main__":

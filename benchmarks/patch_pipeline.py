@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.save:
         record = {"benchmark": "patch_pipeline", "date": datetime.date.today().isoformat(),
                   "torch": torch.__version__, "threads": threads, "cpus": os.cpu_count(),
-                  "machine": platform.machine(), "batch": args.batch, "view": args.view,
+                  "machine": platform.machine(), "batch": args.batch,
+                  "load_average_1min": os.getloadavg()[0], "view": args.view,
                   "repeats": args.repeats, "patch": patch, "out": out, "rows": rows}
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save).write_text(json.dumps(record, indent=1) + "\n")
