@@ -212,3 +212,73 @@ def test_unknown_dataset_and_default_root(monkeypatch, tmp_path):
         data.get_dataset("mnist")
     monkeypatch.setenv("COOC_DATA", str(tmp_path))
     assert data.default_root() == tmp_path
+
+
+# ---- added with the training script (issue 9): image folders, argument checks, tensors ----
+
+def _image_tree(root, classes=("cat", "dog"), sizes=((40, 30), (17, 50))):
+    for split in ("train", "val"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i, (w, h) in enumerate(sizes):
+                Image.new("RGB", (w, h), (10 * i, 80, 160)).save(root / split / c / f"{i}.png")
+
+
+def test_imagefolder_reads_any_image_size_and_names_its_classes(tmp_path):
+    _image_tree(tmp_path)
+    train = data.get_dataset("imagefolder", tmp_path)
+    val = data.get_dataset("imagefolder", tmp_path, train=False)
+    assert train.classes == ["cat", "dog"] and len(train) == 4 and len(val) == 4
+    image, label = train[3]
+    assert image.shape == (3, 224, 224) and label == 1  # resized 256 + centre crop 224
+    import torchvision.transforms as T
+
+    small = data.get_dataset("imagefolder", tmp_path, transform=T.Compose(
+        [T.Resize(16), T.CenterCrop(16), T.PILToTensor()]))
+    assert small[0][0].shape == (3, 16, 16) and small[0][0].dtype == torch.uint8
+
+
+def test_imagefolder_missing_or_empty_folders_are_one_sentence(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"train does not exist; make .* hold train/"):
+        data.get_dataset("imagefolder", tmp_path)
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="has no usable images"):
+        data.get_dataset("imagefolder", tmp_path)
+    with pytest.raises(ValueError, match="download=True is not possible for imagefolder"):
+        data.get_dataset("imagefolder", tmp_path, download=True)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"name": "toyworld", "train": "yes"}, r"train must be True or False, got 'yes' \(str\)"),
+    ({"name": "toyworld", "download": 1}, "download must be True or False, got 1"),
+    ({"name": "CIFAR10"}, r"Unknown dataset 'CIFAR10' \(did you mean 'cifar10'\?\)"),
+    ({"name": "cifar10", "root": 3}, "root must be a folder path"),
+])
+def test_bad_arguments_are_one_sentence_not_a_key_error(kwargs, match):
+    with pytest.raises(ValueError, match=match) as caught:
+        data.get_dataset(**kwargs)
+    assert not isinstance(caught.value, KeyError)
+
+
+def test_load_tensors_gives_uint8_images_and_labels(tmp_path, monkeypatch):
+    images, labels = data.load_tensors("toyworld", train=False)
+    dataset = data.get_dataset("toyworld", train=False)
+    assert images.dtype == torch.uint8 and images.shape == (2000, 3, 32, 32)
+    assert torch.equal(labels, dataset.labels)
+    assert (images.float() / 255 - dataset.images).abs().max() <= 0.5 / 255 + 1e-6
+    with pytest.raises(ValueError, match="load_tensors reads only the small datasets"):
+        data.load_tensors("imagefolder", tmp_path)
+
+
+def test_load_tensors_reads_cifar_in_its_real_format(tmp_path, monkeypatch):
+    md5, written = _write_cifar(tmp_path, "cifar10")
+    folder, train, test, meta, *_ = CIFAR_LAYOUT["cifar10"]
+    cls = datasets.CIFAR10
+    monkeypatch.setattr(cls, "train_list", [[f, md5[f]] for f in train])
+    monkeypatch.setattr(cls, "test_list", [[f, md5[f]] for f in test])
+    monkeypatch.setattr(cls, "meta", {"filename": meta, "key": cls.meta["key"], "md5": md5[meta]})
+    images, labels = data.load_tensors("cifar10", tmp_path, train=True)
+    assert images.shape == (20, 3, 32, 32) and images.dtype == torch.uint8
+    rows, expected = written[train[1]]
+    assert torch.equal(images[4 + 2], torch.from_numpy(rows[2]).view(3, 32, 32))
+    assert labels[4:8].tolist() == expected

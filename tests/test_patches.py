@@ -103,3 +103,29 @@ def test_bad_input_is_one_clear_sentence(call, match):
     with pytest.raises(ValueError, match=match) as info:
         call(_images())
     assert str(info.value).count(". ") == 0 and str(info.value).endswith(".")
+
+
+# ---- added with the training script (issue 9): boxes of a global batch, more bad input ----
+
+def test_random_boxes_are_the_boxes_random_patches_draws():
+    from cooc_minimal.patches import random_boxes
+
+    images = torch.rand(5, 3, 20, 24)
+    _, boxes = random_patches(images, 7, 3, generator=torch.Generator().manual_seed(4))
+    again = random_boxes(5, 20, 24, 7, 3, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(boxes, again)
+    with pytest.raises(ValueError, match=r"size=30 is larger than the images \(20x24\)"):
+        random_boxes(5, 20, 24, 30, 3)
+
+
+@pytest.mark.parametrize("images, match", [
+    (torch.rand(2, 32, 32, 3), r"look channels-last \(B, H, W, C\): pass images.permute"),
+    (__import__("numpy").zeros((2, 3, 32, 32), dtype="float32"),
+     r"got a ndarray: convert it with torch.from_numpy"),
+    (torch.rand(0, 3, 32, 32), r"images is an empty batch \(shape \(0, 3, 32, 32\)\)"),
+])
+def test_channels_last_numpy_and_empty_batches_are_named(images, match):
+    for call in (lambda: random_patches(images, 8, 2), lambda: grid_patches(images, 8)):
+        with pytest.raises(ValueError, match=match) as caught:
+            call()
+        assert "\n" not in str(caught.value)

@@ -1,0 +1,94 @@
+"""Checkpoints: atomic writes, clear refusals, RNG round trips, models rebuilt from their config."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from cooc_minimal import checkpoint as ck
+from cooc_minimal.config import Config, config_to_dict
+from cooc_minimal.models import build_model
+
+
+def _state(seed: int = 0) -> dict:
+    cfg = Config(width=4, projector="16-8")
+    torch.manual_seed(seed)
+    model = build_model(cfg.arch, cfg.projector, width=cfg.width)
+    return {"model": model.state_dict(), "config": config_to_dict(cfg), "step": 3, "epoch": 1}
+
+
+def test_save_then_load_gives_back_the_state_and_the_version(tmp_path):
+    path = ck.save_checkpoint(tmp_path / "sub" / "last.pt", _state())
+    loaded = ck.load_checkpoint(path)
+    assert loaded["version"] == __import__("cooc_minimal").__version__
+    assert (loaded["step"], loaded["epoch"]) == (3, 1)
+    for key, value in _state()["model"].items():
+        assert torch.equal(loaded["model"][key], value)
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary left
+
+
+def test_a_crash_while_writing_leaves_the_old_checkpoint(tmp_path, monkeypatch):
+    path = ck.save_checkpoint(tmp_path / "last.pt", _state(0))
+    before = path.read_bytes()
+
+    def crash(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        ck.save_checkpoint(path, _state(1))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize("cut", [0, 100, 0.5, -10])
+def test_a_truncated_file_is_one_sentence(tmp_path, cut):
+    data = ck.save_checkpoint(tmp_path / "last.pt", _state()).read_bytes()
+    end = int(len(data) * cut) if isinstance(cut, float) else cut
+    (tmp_path / "cut.pt").write_bytes(data[:end])
+    with pytest.raises(ck.CheckpointError) as caught:
+        ck.load_checkpoint(tmp_path / "cut.pt")
+    message = str(caught.value)
+    assert "is truncated or corrupted" in message and "\n" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_missing_and_foreign_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="There is no checkpoint at"):
+        ck.load_checkpoint(tmp_path / "none.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ck.CheckpointError, match="not a cooc_minimal checkpoint"):
+        ck.load_checkpoint(tmp_path / "other.pt")
+
+
+def test_a_checkpoint_cannot_run_code(tmp_path):
+    class Sneaky:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    torch.save({"model": {}, "config": {}, "x": Sneaky()}, tmp_path / "evil.pt")
+    with pytest.raises(ck.CheckpointError):
+        ck.load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_load_model_rebuilds_the_saved_model_in_eval_mode(tmp_path):
+    state = _state(5)
+    ck.save_checkpoint(tmp_path / "last.pt", state)
+    model, cfg = ck.load_model(tmp_path / "last.pt")
+    assert not model.training and cfg.projector == "16-8" and cfg.width == 4
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state["model"][key])
+
+
+def test_rng_states_round_trip(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    states = ck.get_rng_states({"views": g})
+    ck.save_checkpoint(tmp_path / "rng.pt", {"model": {}, "config": {}, "rng": states})
+    first = (random.random(), np.random.rand(), torch.rand(2), torch.rand(2, generator=g))  # noqa: NPY002
+    g2 = torch.Generator()
+    ck.set_rng_states(ck.load_checkpoint(tmp_path / "rng.pt")["rng"], {"views": g2})
+    again = (random.random(), np.random.rand(), torch.rand(2), torch.rand(2, generator=g2))  # noqa: NPY002
+    assert first[:2] == again[:2]
+    assert torch.equal(first[2], again[2]) and torch.equal(first[3], again[3])
