@@ -83,6 +83,8 @@ def expect_tensor(value, what: str, shape: tuple | None = None) -> None:
 def _differs(actual, expected, atol: float, rtol: float) -> float:
     """The largest difference beyond tolerance (0.0 when close), for same-shape tensors."""
     a, e = actual.detach().double(), expected.detach().double()
+    if a.shape != e.shape:
+        return math.inf
     if a.numel() == 0:
         return 0.0
     excess = (a - e).abs() - atol - rtol * e.abs()
@@ -90,15 +92,17 @@ def _differs(actual, expected, atol: float, rtol: float) -> float:
 
 
 def close(actual, expected, what: str, atol: float = 1e-6, rtol: float = 1e-6,
-          mistakes: Mapping[str, object] | None = None) -> None:
+          mistakes: Mapping[str, object] | Iterable[tuple[str, object]] | None = None) -> None:
     """``actual`` equals ``expected`` (a tensor) within tolerance.
 
-    mistakes: ``{hint: what that mistake returns}``; when ``actual`` matches one, the hint
-    is the message, before any number. Otherwise the message gives the largest difference.
+    mistakes: ``{hint: what that mistake returns}`` (or ``(hint, result)`` pairs); when
+    ``actual`` matches one, the hint is the message, before any number. Otherwise the
+    message gives the largest difference.
     """
     torch = _torch()
     expect_tensor(actual, what)
-    for hint, wrong in (mistakes or {}).items():
+    pairs = mistakes.items() if isinstance(mistakes, Mapping) else (mistakes or ())
+    for hint, wrong in pairs:
         wrong = torch.as_tensor(wrong)
         if (tuple(wrong.shape) == tuple(actual.shape)
                 and _differs(wrong, expected, atol, rtol) > 0

@@ -1,6 +1,7 @@
-"""Chapter 1: Proposition 3.1 by hand (with sympy) and its closed-form optimum.
+"""Chapter 1: Proposition 3.1 by hand (with sympy), its closed-form optimum, a prediction.
 
-Edit the functions below, then run ``make check-exercises CHAPTER=01``.
+Edit the functions below, then run ``make check-exercises CHAPTER=01``. The tasks, with
+hints, are on the book page "Exercises 1". Do not import ``cooc_minimal``.
 """
 
 import sympy as sp
@@ -13,9 +14,8 @@ def integrand_without_constant(w: sp.Symbol, s: sp.Symbol, r: sp.Symbol) -> sp.E
     The integrand is ``p1 p2 (w s - r)^2`` with ``s = z1^T z2`` and ``r`` the density ratio.
     Return the expansion of ``(w s - r)^2`` with the term that does not depend on ``s``
     removed: what appendix A keeps when it goes from eq. (3) to eq. (4).
-    Hint: ``sp.expand``, then drop the term that is free of ``s`` (``expr.coeff(s, 0)``).
     """
-    raise NotImplementedError("expand (w*s - r)**2 and subtract its s-free term")
+    raise NotImplementedError
 
 
 def spectral_lambda(w: sp.Expr) -> sp.Expr:
@@ -23,18 +23,26 @@ def spectral_lambda(w: sp.Expr) -> sp.Expr:
 
     Eq. (5) per pair of patches is ``p1 p2 w^2 s^2 - 2 w (r p1 p2) s``; eq. (6) is
     ``-(r p1 p2) s + lambda p1 p2 s^2``. Find ``c`` and ``lambda`` with
-    eq. (5) = c * eq. (6) for every ``s``: match the coefficients of ``s`` and ``s^2``
-    (``sp.Poly(expr, s).coeffs()`` and ``sp.solve``). Return ``lambda``.
+    eq. (5) = c * eq. (6) for every ``s``. Return ``lambda``.
     """
-    raise NotImplementedError("match the coefficients of s and s**2, then sp.solve for lambda")
+    raise NotImplementedError
 
 
 def closed_form_embedding(P: torch.Tensor, d: int, w: float = 2.0) -> torch.Tensor:
     """The (V, d) embedding that minimises sum_ij p_i p_j (w z_i^T z_j - P_ij / (p_i p_j))^2.
 
-    P: (V, V) float64 joint, symmetric, sums to 1, every p_i = P.sum(1)[i] > 0.
-    Steps: M = D^-1/2 P D^-1/2 with D = diag(p); eigendecompose M (torch.linalg.eigh gives
-    increasing eigenvalues); keep the d largest; column a of U is sqrt(max(mu_a, 0) / w) v_a;
-    return Z = D^-1/2 U. Eigenvalues <= 0 give zero columns.
+    P: (V, V) float64 joint, symmetric, sums to 1, every p_i = P.sum(1)[i] > 0. Returns
+    Z: (V, d), built from the d largest eigenpairs of M = D^-1/2 P D^-1/2 (D = diag(p));
+    eigenvalues <= 0 give zero columns.
     """
-    raise NotImplementedError("eigh of D^-1/2 P D^-1/2; keep the top d, clamped at 0; scale")
+    raise NotImplementedError
+
+
+def within_class_similarity(w: float, K: int, V: int) -> float:
+    """Your prediction: the optimal z_i^T z_j for two patch types i != j of the same class.
+
+    P has V patch types in K classes of V / K types each; patches co-occur uniformly within
+    their class and never across classes. With d >= K and weight w, give the inner product
+    of the optimal embedding as a formula in w, K and V, with arithmetic only.
+    """
+    raise NotImplementedError

@@ -1,7 +1,8 @@
-"""Chapter 4: grid patches and a batched colour jitter.
+"""Chapter 4: grid patches, a batched colour jitter, and a prediction about patches.
 
-Edit the functions below, then run ``make check-exercises CHAPTER=04``.
-Work on whole batches: no Python loop over images or patches.
+Edit the functions below, then run ``make check-exercises CHAPTER=04``. The tasks, with
+hints, are on the book page "Exercises 4". Work on whole batches (no Python loop over
+images or patches), leave the inputs unchanged, and do not import ``cooc_minimal``.
 """
 
 import torch
@@ -16,10 +17,8 @@ def grid_patches(images: torch.Tensor, size: int, stride: int) -> tuple[torch.Te
     - boxes: (B, L, 4) int64 ``(x0, y0, x1, y1)``, so that patch l of image b is
       ``images[b, :, y0:y1, x0:x1]`` (the same boxes for every image).
     Raise a ValueError when ``size`` is larger than H or W.
-    Hint: ``Tensor.unfold(dim, size, step)`` twice, then permute and reshape.
     """
-    raise NotImplementedError("unfold dims 2 and 3 with (size, stride), then permute to "
-                              "(B, rows, cols, C, s, s) and reshape")
+    raise NotImplementedError
 
 
 def color_jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
@@ -33,7 +32,15 @@ def color_jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     - contrast: ``clamp(c * x + (1 - c) * m, 0, 1)`` with m the image's mean luma;
     - saturation: ``clamp(s * x + (1 - s) * y, 0, 1)`` with y each pixel's luma;
     luma ``y = 0.2989 r + 0.587 g + 0.114 b``.
-    Hint: view each factor column as (N, 1, 1, 1) so that it broadcasts.
     """
-    raise NotImplementedError("reshape each factor column to (N, 1, 1, 1) and blend with the "
-                              "luma; clamp after each step")
+    raise NotImplementedError
+
+
+def overlap_probability(height: int, width: int, size: int) -> float:
+    """Your prediction: the chance that two random patches of one image share a pixel.
+
+    Each patch is ``size`` x ``size``, its top-left corner uniform over the
+    (height - size + 1) x (width - size + 1) positions, the two drawn independently (as
+    ``cooc_minimal.patches.random_patches`` does). A formula with arithmetic only.
+    """
+    raise NotImplementedError

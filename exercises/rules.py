@@ -124,7 +124,7 @@ def file_problems(tree: ast.Module, allowed_imports: Iterable[str] = DEFAULT_IMP
                 if isinstance(target, ast.Attribute) and _attribute_root(target) in aliases:
                     problems.append(f"line {line} changes the module attribute "
                                     f"{ast.unparse(target)}; leave libraries as they are")
-    return sorted(set(problems), key=_line_of)
+    return sorted(dict.fromkeys(problems), key=_line_of)  # stable: first found first
 
 
 def _line_of(problem: str) -> int:

@@ -213,10 +213,87 @@ def test_checker_command_exit_codes(repo):
         return subprocess.run([sys.executable, "-m", "exercises.checker", *args], cwd=repo,
                               capture_output=True, text=True)
 
-    stubs = run("--chapter", "0")
-    assert stubs.returncode == 1 and "FAIL  off_diagonal (0/1): not done yet" in stubs.stdout
-    if HAVE_SOLUTIONS:
+    if HAVE_SOLUTIONS:  # in a student copy the stubs may be solved
+        stubs = run("--chapter", "0")
+        assert stubs.returncode == 1 and "FAIL  off_diagonal (0/1): not done yet" in stubs.stdout
         solved = run("--solutions", "--chapter", "0")
         assert solved.returncode == 0 and "PASS  off_diagonal (1/1)" in solved.stdout
     missing = run("--chapter", "99")
     assert missing.returncode == 2 and "no exercises for chapter 99" in missing.stderr
+
+
+# --- common mistakes, planted in the reference answers, are named before any number ---------
+
+MUTATIONS = [  # (set, exercise, text in the solution, replacement, what the message says)
+    ("ex00_warmup", "cosine_similarity_matrix",
+     "    z_hat = z / z.norm(dim=1, keepdim=True).clamp_min(eps)\n",
+     "    z /= z.norm(dim=1, keepdim=True).clamp_min(eps)\n    z_hat = z\n",
+     "changed its input number 1 in place"),
+    ("ex00_warmup", "cosine_similarity_matrix", "z.norm(dim=1, keepdim=True)",
+     "z.std(dim=1, keepdim=True)", "not by the standard deviation"),
+    ("ex00_warmup", "cosine_similarity_matrix", "z.norm(dim=1, keepdim=True).clamp_min(eps)",
+     "z.norm(dim=0, keepdim=True).clamp_min(eps)", "normalise the rows (dim=1)"),
+    ("ex00_warmup", "off_diagonal",
+     "    k = m.shape[0]\n", "    m = m.clone()\n    m.fill_diagonal_(0)\n    return m[m != 0]\n",
+     "keep the zeros that sit off the diagonal"),
+    ("ex00_warmup", "off_diagonal", "    k = m.shape[0]\n",
+     "    m.fill_diagonal_(0)\n    k = m.shape[0]\n", "changed its input number 1 in place"),
+    ("ex00_warmup", "mean_squared_cosine", "return 1 / d", "return 0.0", "mean cosine"),
+    ("ex00_warmup", "mean_squared_cosine", "return 1 / d", "return torch.tensor(1.0 / d)",
+     "arithmetic on the arguments only"),
+    ("ex01_cooccurrence", "within_class_similarity", "return K / w", "return K / (w * V)",
+     "V cancels"),
+    ("ex02_duality", "contrastive_penalty_from_features", "- 2 * gram.trace() + z.shape[0]",
+     "- 2 * gram.trace()", "add N, the trace of I_N"),
+    ("ex02_duality", "expected_contrastive_penalty", "N * (N - 1) / d", "N * N / d",
+     "the N diagonal terms"),
+    ("ex03_losses", "spectral_loss", "squared.sum() - squared.diagonal().sum()) / (n * (n - 1))",
+     "squared.sum()) / (n * n)", "leave the pairs i == j out of the negatives"),
+    ("ex03_losses", "spectral_loss", "similarity = -(z1", "similarity = (z1", "mind the sign"),
+    ("ex03_losses", "vicreg_loss", "cov.diagonal().pow(2).sum()) / d",
+     "cov.diagonal().pow(2).sum()) / n", "by D (features), not by N"),
+    ("ex03_losses", "vicreg_loss", "z.var(dim=0)", "z.var(dim=0, unbiased=False)",
+     "unbiased variance"),
+    ("ex03_losses", "vicreg_loss", "(v(z1) + v(z2)) +", "(v(z1) + v(z2)) / 2 +", "halving"),
+    ("ex03_losses", "tcr_loss", "d / (n * eps**2)", "d / (n * eps)", "square eps"),
+    ("ex03_losses", "tcr_loss", "    chol = torch.linalg.cholesky(eye + d / (n * eps**2) * gram)\n"
+     "    return -chol.diagonal(dim1=-2, dim2=-1).log().sum(dim=-1)\n",
+     "    return -0.5 * torch.logdet(eye + d / (n * eps**2) * gram)\n", "uses torch.logdet"),
+    ("ex03_losses", "simclr_loss", "u = F.normalize(torch.cat([z1, z2]), dim=1)",
+     "u = torch.cat([z1, z2])", "normalise each row first"),
+    ("ex03_losses", "simclr_loss", "    s = s.masked_fill(", "    _ = s.masked_fill(",
+     "mask the diagonal"),
+    ("ex03_losses", "multipatch_tcr", "    z = F.normalize(z, dim=-1)\n", "",
+     "divide every z_bi by its norm first"),
+    ("ex03_losses", "multipatch_tcr", "tcr_loss(z.transpose(0, 1), eps).mean()",
+     "torch.stack([tcr_loss(z[:, i], eps) for i in range(z.shape[1])]).mean()",
+     "uses a comprehension"),
+    ("ex03_losses", "covariance_bug_witness", "return torch.cat(",
+     "return torch.randn(16, 4, generator=g, dtype=torch.float64)\n    return torch.cat(",
+     "the given function is right"),
+    ("ex03_losses", "spectral_loss", "import torch\n",
+     "import torch\nfrom cooc_minimal.losses import spectral_loss as reference  # noqa\n",
+     "imports cooc_minimal.losses"),
+    ("ex04_patches", "color_jitter", "    x = (b * x).clamp(0, 1)\n", "    x = b * x\n",
+     "clamp to [0, 1] after each"),
+    ("ex04_patches", "overlap_probability", "return along(height) * along(width)",
+     "return along(width)", "multiply the two axes"),
+    ("ex04_patches", "grid_patches", "    batch, channels, height, width = images.shape\n",
+     "    images.mul_(2)\n    batch, channels, height, width = images.shape\n",
+     "changed its input number 1 in place"),
+]
+
+
+@pytest.mark.skipif(not HAVE_SOLUTIONS, reason="a student copy has no solutions")
+@pytest.mark.parametrize("stem,name,old,new,expected", MUTATIONS,
+                         ids=[f"{m[1]}-{i}" for i, m in enumerate(MUTATIONS)])
+def test_a_planted_mistake_gets_its_hint(tmp_path, stem, name, old, new, expected):
+    exercise_set = next(s for s in SETS if s.stem == stem)
+    source = exercise_set.answers_path(solutions=True).read_text()
+    assert old in source, f"the planted mistake no longer applies to {stem}: {old!r}"
+    answers = tmp_path / f"{stem}.py"
+    answers.write_text(source.replace(old, new, 1))
+    result = only(exercise_set, name, answers_path=answers)
+    assert not result.passed and expected in result.message, result.message
+    head = result.message.split(expected)[0]
+    assert "off by" not in head and ", expected" not in head, "the hint must come first"

@@ -3,8 +3,14 @@
 import sympy as sp
 import torch
 
-from cooc_minimal.cooccurrence import normalized_cooccurrence, prop31_objective
-from exercises.checktools import DEFAULT_IMPORTS, NO_LIBRARY, exercise
+from exercises.checktools import (
+    ARITHMETIC_ONLY,
+    DEFAULT_IMPORTS,
+    NO_LIBRARY,
+    close_number,
+    exercise,
+    unchanged_call,
+)
 
 ALLOWED_IMPORTS = (*DEFAULT_IMPORTS, "sympy")
 
@@ -36,6 +42,19 @@ def check_spectral_lambda(answers) -> None:
         "with w = 2 the paper's lambda is 1")
 
 
+def normalized_cooccurrence(P: torch.Tensor) -> torch.Tensor:
+    """M = D^-1/2 P D^-1/2 with D = diag(P.sum(1))."""
+    inv_sqrt = P.sum(1).rsqrt()
+    return inv_sqrt[:, None] * P * inv_sqrt[None, :]
+
+
+def prop31_objective(Z: torch.Tensor, P: torch.Tensor, w: float) -> torch.Tensor:
+    """sum_ij p_i p_j (w z_i^T z_j - P_ij / (p_i p_j))^2, written out."""
+    p = P.sum(1)
+    weights = p[:, None] * p[None, :]
+    return (weights * (w * Z @ Z.T - P / weights) ** 2).sum()
+
+
 def _joint(vocab: int, seed: int, zero_diagonal: bool) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     a = torch.rand(vocab, vocab, generator=g, dtype=torch.float64) ** 2
@@ -49,10 +68,11 @@ def _joint(vocab: int, seed: int, zero_diagonal: bool) -> torch.Tensor:
 def check_closed_form_embedding(answers) -> None:
     for seed, zero_diagonal in ((0, False), (1, True)):
         P = _joint(6, seed, zero_diagonal)
-        eigenvalues = torch.linalg.eigvalsh(normalized_cooccurrence(P)[0]).flip(0)
+        eigenvalues = torch.linalg.eigvalsh(normalized_cooccurrence(P)).flip(0)
         for d in (1, 3, 6):
             for w in (2.0, 0.5):
-                Z = answers.closed_form_embedding(P, d, w)
+                Z = unchanged_call(answers.closed_form_embedding, P, d, w,
+                                   what="closed_form_embedding")
                 where = f"(d={d}, w={w}, P {'with' if zero_diagonal else 'without'} zero diagonal)"
                 assert isinstance(Z, torch.Tensor) and Z.shape == (6, d), (
                     f"closed_form_embedding should return a (6, {d}) tensor {where}, got "
@@ -69,3 +89,18 @@ def check_closed_form_embedding(answers) -> None:
         Z = answers.closed_form_embedding(P, 6, 2.0)
         assert Z[:, positive:].abs().max() < 1e-10, (
             f"with {positive} positive eigenvalues, columns {positive}.. of Z should be zero")
+
+
+@exercise(points=2, forbid=[ARITHMETIC_ONLY])
+def check_within_class_similarity(answers) -> None:
+    for w, K, V in ((2.0, 2, 4), (2.0, 5, 10), (0.5, 3, 12), (1.0, 4, 400), (3.0, 1, 7)):
+        close_number(answers.within_class_similarity(w, K, V), K / w,
+                     f"within_class_similarity(w={w}, K={K}, V={V})", mistakes={
+                         "the optimum fits w z_i^T z_j to P_ij / (p_i p_j), so divide by w":
+                             float(K),
+                         "within a class P_ij = K / V^2 and p_i = 1 / V: the ratio "
+                         "P_ij / (p_i p_j) is K, not 1": 1 / w,
+                         "p_i = 1 / V, so V cancels out of P_ij / (p_i p_j)": K / (w * V),
+                         "P_ij = K / V^2 within a class (K blocks of (V/K)^2 entries sum to "
+                         "1)": V / (w * K),
+                     })

@@ -3,23 +3,52 @@
 import sympy as sp
 import torch
 
-from exercises.checktools import DEFAULT_IMPORTS, NO_LIBRARY, exercise
+from exercises.checktools import (
+    ARITHMETIC_ONLY,
+    DEFAULT_IMPORTS,
+    NO_LIBRARY,
+    close_number,
+    exercise,
+    forbid_names,
+    unchanged_call,
+)
+
+NO_SAMPLE_GRAM = forbid_names(
+    "cdist", "outer", why="the point is never to build an N x N matrix: work from Z^T Z")
 
 ALLOWED_IMPORTS = (*DEFAULT_IMPORTS, "sympy")
 
 
-@exercise(points=1, forbid=[NO_LIBRARY])
+@exercise(points=1, forbid=[NO_LIBRARY, NO_SAMPLE_GRAM])
 def check_contrastive_penalty_from_features(answers) -> None:
     g = torch.Generator().manual_seed(0)
     for n_rows, dim in ((5, 12), (40, 6), (7, 7)):
         z = torch.randn(n_rows, dim, generator=g, dtype=torch.float64)
         expected = (z @ z.T - torch.eye(n_rows, dtype=z.dtype)).pow(2).sum()
-        answer = answers.contrastive_penalty_from_features(z)
+        answer = unchanged_call(answers.contrastive_penalty_from_features, z,
+                                what="contrastive_penalty_from_features")
         assert isinstance(answer, torch.Tensor) and answer.numel() == 1, (
             f"contrastive_penalty_from_features should return a scalar tensor, got {answer!r}")
-        assert abs(answer.item() - expected.item()) <= 1e-9 * expected.item(), (
-            f"for a ({n_rows}, {dim}) batch you return {answer.item():.6g}, expected "
-            f"{expected.item():.6g}; did you forget the + N from tr(I_N)?")
+        gram = z.T @ z
+        close_number(answer, expected.item(), f"contrastive_penalty_from_features on a "
+                     f"({n_rows}, {dim}) batch", rel=1e-9, mistakes={
+                         "add N, the trace of I_N": (expected - n_rows).item(),
+                         "the cross term is -2 tr(Z^T Z), not -tr(Z^T Z)":
+                             (gram.pow(2).sum() - gram.trace() + n_rows).item(),
+                         "that is ||Z^T Z - I_d||^2 (feature side); the sample side adds N - d":
+                             (gram - torch.eye(dim, dtype=z.dtype)).pow(2).sum().item()})
+    big = torch.randn(400_000, 2, generator=g, dtype=torch.float64)  # N x N: over 1 TB
+    try:
+        answer = answers.contrastive_penalty_from_features(big)
+    except RuntimeError as error:
+        if "allocate" in str(error) or "memory" in str(error):
+            raise AssertionError("contrastive_penalty_from_features ran out of memory for "
+                                 "N = 400,000 rows: it built an N x N matrix; use Z^T Z "
+                                 "only") from None
+        raise
+    gram = big.T @ big
+    close_number(answer, (gram.pow(2).sum() - 2 * gram.trace() + big.shape[0]).item(),
+                 "contrastive_penalty_from_features for N = 400,000", rel=1e-9)
 
 
 @exercise(points=1, forbid=[NO_LIBRARY])
@@ -46,3 +75,17 @@ def check_min_feature_penalty(answers) -> None:
                 "all d eigenvalues equal to N/d minimise the sum at fixed trace N")
         assert abs(answer - expected) < 1e-9, (
             f"for N={n_rows}, d={dim} you return {answer:.6g}, expected {expected:.6g}: {hint}")
+
+
+@exercise(points=2, forbid=[ARITHMETIC_ONLY])
+def check_expected_contrastive_penalty(answers) -> None:
+    for n_rows, dim in ((2, 3), (10, 5), (64, 32), (100, 2048), (7, 1)):
+        close_number(answers.expected_contrastive_penalty(n_rows, dim),
+                     n_rows * (n_rows - 1) / dim,
+                     f"expected_contrastive_penalty(N={n_rows}, d={dim})", mistakes={
+                         "unit rows make the diagonal of Z Z^T exactly 1, so the N diagonal "
+                         "terms of Z Z^T - I_N are 0": n_rows**2 / dim,
+                         "the Frobenius norm counts both (i, j) and (j, i)":
+                             n_rows * (n_rows - 1) / (2 * dim),
+                         "E[(z_i^T z_j)^2] = 1/d, not 1/d^2": n_rows * (n_rows - 1) / dim**2,
+                     } if dim > 1 else None)

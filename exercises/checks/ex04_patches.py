@@ -3,7 +3,15 @@
 import torch
 import torchvision.transforms.functional as TF
 
-from exercises.checktools import NO_LIBRARY, NO_LOOPS, exercise
+from exercises.checktools import (
+    ARITHMETIC_ONLY,
+    NO_LIBRARY,
+    NO_LOOPS,
+    close,
+    close_number,
+    exercise,
+    unchanged_call,
+)
 
 
 def _close(actual, expected, what: str, atol: float = 1e-5) -> None:
@@ -19,7 +27,8 @@ def _close(actual, expected, what: str, atol: float = 1e-5) -> None:
 def check_grid_patches(answers) -> None:
     images = torch.rand(2, 3, 11, 9, generator=torch.Generator().manual_seed(0))
     for size, stride in ((3, 3), (4, 2), (5, 4), (9, 1)):
-        result = answers.grid_patches(images, size, stride)
+        result = unchanged_call(answers.grid_patches, images, size, stride,
+                                what="grid_patches")
         assert isinstance(result, tuple) and len(result) == 2, (
             "grid_patches should return a pair (patches, boxes)")
         patches, boxes = result
@@ -45,12 +54,64 @@ def check_color_jitter(answers) -> None:
     x = torch.rand(6, 3, 5, 7, generator=g)
     x[0] = x[0].round()  # saturated pixels
     factors = torch.rand(6, 3, generator=g) * 0.8 + 0.6
-    before = x.clone()
-    result = answers.color_jitter(x, factors)
-    assert torch.equal(x, before), "color_jitter changed its input x: work on a copy"
+    result = unchanged_call(answers.color_jitter, x, factors, what="color_jitter")
     expected = []
     for image, (b, c, s) in zip(x, factors.tolist(), strict=True):
         image = TF.adjust_brightness(image, b)
         image = TF.adjust_contrast(image, c)
         expected.append(TF.adjust_saturation(image, s))
-    _close(result, torch.stack(expected), "color_jitter(x, factors)")
+    close(result, torch.stack(expected), "color_jitter(x, factors)", atol=1e-5, rtol=0,
+          mistakes=[
+              *[("clamp to [0, 1] after each of the three steps",
+                 _jitter(x, factors, skip_clamp=steps)) for steps in ((0,), (1,), (0, 1))],
+              ("contrast blends with the image's mean luma (one number per image), not with "
+               "each pixel's luma", _jitter(x, factors, contrast_to_pixel=True)),
+              ("apply brightness, then contrast, then saturation, in that order",
+               _jitter(x, factors, order=(0, 2, 1))),
+          ])
+
+
+def _luma(x):
+    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+
+
+def _jitter(x, factors, skip_clamp=(), contrast_to_pixel=False, order=(0, 1, 2)):
+    """Written-out variants of the three blends, for the mistakes' hints."""
+    for step in order:
+        def clamp(t, step=step):
+            return t if step in skip_clamp else t.clamp(0, 1)
+
+        f = factors[:, step].view(-1, 1, 1, 1)
+        if step == 0:
+            x = clamp(f * x)
+        elif step == 1:
+            grey = _luma(x) if contrast_to_pixel else _luma(x).mean(dim=(1, 2, 3), keepdim=True)
+            x = clamp(f * x + (1 - f) * grey)
+        else:
+            x = clamp(f * x + (1 - f) * _luma(x))
+    return x.clamp(0, 1)
+
+
+def _overlap_by_counting(height: int, width: int, size: int, reach: int | None = None) -> float:
+    """Every pair of corner positions, counted with torch: overlap iff |dx|, |dy| < reach."""
+    def along(side):
+        x = torch.arange(side - size + 1)
+        return ((x[:, None] - x[None, :]).abs() < (reach or size)).double().mean().item()
+    return along(height) * along(width)
+
+
+@exercise(points=2, forbid=[ARITHMETIC_ONLY])
+def check_overlap_probability(answers) -> None:
+    for height, width, size in ((32, 32, 16), (32, 32, 8), (224, 224, 32), (11, 9, 3),
+                                (5, 5, 5), (64, 40, 16)):
+        expected = _overlap_by_counting(height, width, size)
+        close_number(answers.overlap_probability(height, width, size), expected,
+                     f"overlap_probability({height}, {width}, {size})", rel=1e-9, mistakes={
+                         "patches overlap only if they overlap along both axes: multiply the "
+                         "two axes' probabilities": _overlap_by_counting(height, size, size),
+                         "there are side - size + 1 positions per axis, not side - size":
+                             _overlap_by_counting(height - 1, width - 1, size)
+                             if min(height, width) > size else -1.0,
+                         "corners exactly size apart give patches that touch but share no "
+                         "pixel": _overlap_by_counting(height, width, size, reach=size + 1),
+                     })

@@ -12,3 +12,9 @@ def off_diagonal(m: torch.Tensor) -> torch.Tensor:
     k = m.shape[0]
     # Dropping the last entry and viewing as (K-1, K+1) puts every diagonal entry in column 0.
     return m.flatten()[:-1].view(k - 1, k + 1)[:, 1:].flatten()
+
+
+def mean_squared_cosine(d: int) -> float:
+    # By symmetry x / ||x|| is uniform on the sphere; fix y along e_1: cos^2 = u_1^2, and the
+    # d coordinates u_k^2 are exchangeable and sum to 1, so each has mean 1 / d.
+    return 1 / d

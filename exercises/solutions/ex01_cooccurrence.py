@@ -25,3 +25,9 @@ def closed_form_embedding(P: torch.Tensor, d: int, w: float = 2.0) -> torch.Tens
     tolerance = 1e-12 * eigenvalues.abs().max()
     kept = torch.where(top > tolerance, top, torch.zeros_like(top))
     return inv_sqrt_p[:, None] * vectors * (kept / w).sqrt()[None, :]
+
+
+def within_class_similarity(w: float, K: int, V: int) -> float:
+    # P_ij = K / V^2 within a class, p_i = 1 / V, so P_ij / (p_i p_j) = K; the ratio matrix
+    # has rank K <= d, so the optimum fits it exactly: w z_i^T z_j = K. V cancels.
+    return K / w

@@ -21,3 +21,9 @@ def trace_constant(N: sp.Symbol, d: sp.Symbol, t: sp.Symbol) -> sp.Expr:
 def min_feature_penalty(N: int, d: int) -> float:
     # N <= d: N eigenvalues equal to 1, d - N stuck at 0.  N >= d: all d equal to N / d.
     return float(d - N) if N <= d else (N - d) ** 2 / d
+
+
+def expected_contrastive_penalty(N: int, d: int) -> float:
+    # The diagonal of Z Z^T - I_N is 0 (unit rows); each of the N (N - 1) ordered pairs
+    # i != j adds E[(z_i^T z_j)^2] = 1/d (exercise 0.3).
+    return N * (N - 1) / d

@@ -28,11 +28,14 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, inv_coeff: float = 25.0,
     return inv_coeff * invariance + var_coeff * (v(z1) + v(z2)) + cov_coeff * (c(z1) + c(z2))
 
 
-def tcr_loss(z: torch.Tensor, eps: float = 0.2) -> torch.Tensor:
-    n, d = z.shape
-    gram = z @ z.T if n < d else z.T @ z
-    eye = torch.eye(gram.shape[0], dtype=z.dtype, device=z.device)
-    return -0.5 * torch.logdet(eye + d / (n * eps**2) * gram)
+def tcr_loss(z: torch.Tensor, eps: float = 0.2 ** 0.5) -> torch.Tensor:
+    n, d = z.shape[-2:]
+    zt = z.transpose(-1, -2)
+    gram = z @ zt if n < d else zt @ z
+    eye = torch.eye(gram.shape[-1], dtype=z.dtype, device=z.device)
+    # Symmetric positive definite: logdet = 2 sum log diag(L) for the Cholesky factor L.
+    chol = torch.linalg.cholesky(eye + d / (n * eps**2) * gram)
+    return -chol.diagonal(dim1=-2, dim2=-1).log().sum(dim=-1)
 
 
 def simclr_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -44,9 +47,18 @@ def simclr_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) ->
     return F.cross_entropy(s, targets)
 
 
-def multipatch_tcr(z: torch.Tensor, lam: float = 30.0, eps: float = 0.2) -> torch.Tensor:
+def multipatch_tcr(z: torch.Tensor, lam: float = 30.0, eps: float = 0.2 ** 0.5) -> torch.Tensor:
     z = F.normalize(z, dim=-1)
     mean = z.mean(dim=1, keepdim=True)
     similarity = F.cosine_similarity(z, mean, dim=-1).mean()
-    rate = torch.stack([tcr_loss(z[:, i], eps) for i in range(z.shape[1])]).mean()
+    rate = tcr_loss(z.transpose(0, 1), eps).mean()  # (n, B, D): one batch per patch index
     return rate - lam * similarity
+
+
+def covariance_bug_witness() -> torch.Tensor:
+    # Two identical features: their covariance C_01 equals the variance C_11, and the mask
+    # cov != cov.diagonal() (which compares C_ij with C_jj) drops it: exactly the collapse
+    # the covariance term exists to penalise goes unseen.
+    g = torch.Generator().manual_seed(0)
+    first = torch.randn(16, 1, generator=g, dtype=torch.float64)
+    return torch.cat([first, first, torch.randn(16, 2, generator=g, dtype=torch.float64)], 1)

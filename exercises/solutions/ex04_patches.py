@@ -27,3 +27,14 @@ def color_jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     mean = _luma(x).mean(dim=(1, 2, 3), keepdim=True)
     x = (c * x + (1 - c) * mean).clamp(0, 1)
     return (s * x + (1 - s) * _luma(x)).clamp(0, 1)
+
+
+def overlap_probability(height: int, width: int, size: int) -> float:
+    def along(side: int) -> float:
+        # Corners x1, x2 uniform on 0..m-1; the patches overlap along this axis iff
+        # |x1 - x2| < size. Pairs with |x1 - x2| = k >= size: 2 (m - k), summed over k.
+        m = side - size + 1
+        apart = (m - size) * (m - size + 1) if m > size else 0
+        return 1 - apart / m**2
+
+    return along(height) * along(width)  # the two axes are independent
