@@ -72,7 +72,7 @@ from cooc_minimal.optim import LARS, param_groups, warmup_cosine
 from cooc_minimal.patches import crop_boxes, random_boxes, random_patches
 
 __all__ = ["RunFolderError", "TrainingDiverged", "ensure_trained", "main", "make_views",
-           "train", "train_step"]
+           "train", "train_step", "update"]
 
 CHECKPOINT, METRICS, CONFIG = "last.pt", "metrics.csv", "config.toml"
 COLUMNS = ("kind", "epoch", "step", "loss", "lr", "images_per_s", "probe_loss", "probe_acc",
@@ -335,13 +335,22 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                labels: torch.Tensor, cfg: Config, generator: torch.Generator, ctx: Context,
                autocast: Any) -> dict[str, float]:
-    """One optimisation step on this rank's slice of a global batch.
+    """One optimisation step on this rank's slice of a global batch of images (uint8).
+
+    Cuts and augments the patches (:func:`make_views`), then :func:`update`.
+    """
+    patches = make_views(images, cfg, generator, ctx.rank, ctx.world)   # (b, n, 3, S, S)
+    return update(net, optimizer, patches, labels, cfg, ctx, autocast)
+
+
+def update(net: nn.Module, optimizer: torch.optim.Optimizer, patches: torch.Tensor,
+           labels: torch.Tensor, cfg: Config, ctx: Context, autocast: Any) -> dict[str, float]:
+    """Forward, loss, backward and optimizer step on patches (b, n, 3, S, S) in [0, 1].
 
     Returns the loss (mean of the ranks' shares, i.e. the loss of the global batch), the
     probe's loss and its number of correct answers on this step (global). Raises
     :class:`TrainingDiverged` before the update when the loss is not finite.
     """
-    patches = make_views(images, cfg, generator, ctx.rank, ctx.world)   # (b, n, 3, S, S)
     b, n = patches.shape[:2]
     x = patches.flatten(0, 1)
     if cfg.channels_last:

@@ -1,0 +1,282 @@
+"""Images per second of a training step: model options, and the data path against a DataLoader.
+
+Two tables, each measured in this process, alternating the variants and keeping the best of
+``--repeats`` runs, so that a busy machine slows every variant alike:
+
+1. **Model options.** A full training step of ``cooc_minimal.train`` (patches and views cut on
+   the device, forward, loss, backward, LARS) with fp32 and contiguous tensors as the
+   baseline, against ``channels_last``, ``torch.compile`` and both (and bf16 autocast).
+2. **Data path.** The device-resident path (the images held as one uint8 tensor, batches by
+   indexing, patches and views batched by ``make_views``) against a ``DataLoader`` whose
+   workers cut and augment each image's patches one image at a time with a torchvision v2
+   pipeline (BYOL's views). For each: images/s of the data alone, of the full step, and the
+   share of the step spent waiting for data (goal: the data path is never the bottleneck).
+
+On a CPU the model is the smoke one (tiny CNN, 128 toy-world images x 8 patches of 8x8,
+VICReg) with BYOL's views switched on, so that the data path has work to do. With CUDA the
+same tables are measured for ResNet-18 at the CIFAR-10 settings (batch 1024, 4 patches of
+16x16 resized to 32x32), on random uint8 images of CIFAR's size (no download needed).
+
+    python benchmarks/train_step.py                  # the table for this machine
+    python benchmarks/train_step.py --no-compile     # skip torch.compile (slow to compile)
+
+Saved as JSON (default ``benchmarks/results/train_step_<cpu|cuda>.json``; ``--save ""``
+skips it), with the machine and its load; chapter 6 shows the recorded CPU table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from cooc_minimal.augment import ViewConfig, default_blur_kernel
+from cooc_minimal.config import Config, load_config
+from cooc_minimal.train import (
+    Context,
+    TensorData,
+    build_optimizer,
+    build_trainee,
+    make_views,
+    update,
+    view_plan,
+)
+
+
+def settings(device: torch.device) -> Config:
+    if device.type == "cuda":
+        return load_config("cifar10_vicreg", ["arch=resnet18", "probe=false"])
+    return load_config("smoke", ["augment=byol", "probe=false"])
+
+
+def device_data(cfg: Config, device: torch.device) -> TensorData:
+    if device.type == "cuda":  # CIFAR-sized random images: the timing needs no real data
+        data = TensorData.__new__(TensorData)
+        g = torch.Generator().manual_seed(0)
+        data.images = torch.randint(0, 256, (50_000, 3, 32, 32), generator=g,
+                                    dtype=torch.uint8).to(device)
+        data.labels = torch.randint(0, 10, (50_000,), generator=g).to(device)
+        data.size, data.n_classes, data.device = 50_000, 10, device
+        return data
+    return TensorData(cfg, device)
+
+
+def per_image_view(view: ViewConfig, patch: int, out: int) -> v2.Compose:
+    """One patch of one image with torchvision v2, as a per-image loader would make it."""
+    kernel = view.blur_kernel or default_blur_kernel(out)
+    return v2.Compose([
+        v2.RandomCrop(patch),
+        v2.Resize(out, antialias=True) if out != patch else v2.Identity(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.RandomHorizontalFlip(view.flip_p),
+        v2.RandomApply([v2.ColorJitter(view.brightness, view.contrast, view.saturation,
+                                       view.hue)], p=view.jitter_p),
+        v2.RandomGrayscale(view.grayscale_p),
+        v2.RandomApply([v2.GaussianBlur(kernel, view.blur_sigma)], p=view.blur_p),
+        v2.RandomSolarize(view.solarize_threshold, p=view.solarize_p),
+    ])
+
+
+class PerImagePatches(Dataset):
+    """Each item: the n augmented patches of one image (n, 3, S, S) and its label."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, cfg: Config) -> None:
+        self.images, self.labels = images.cpu(), labels.cpu()
+        out = cfg.patch_out or cfg.patch_size
+        self.plan = [(count, per_image_view(view, cfg.patch_size, out))
+                     for count, view in view_plan(cfg)]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        image = self.images[i]
+        patches = [pipeline(image) for count, pipeline in self.plan for _ in range(count)]
+        return torch.stack(patches), self.labels[i]
+
+
+def best_rate(fn, images_per_call: int, calls: int) -> float:
+    """images/s of ``calls`` calls of fn (after one warm-up call)."""
+    fn()
+    tic = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return images_per_call * calls / (time.perf_counter() - tic)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def model_options(cfg: Config, ctx: Context, data: TensorData, steps: int, repeats: int,
+                  compile_too: bool) -> list[dict]:
+    variants = {"fp32 (baseline)": {}, "channels_last": {"channels_last": True},
+                "bf16 autocast": {"precision": "bf16"}}
+    if compile_too:
+        variants["torch.compile"] = {"compile": True}
+        variants["torch.compile + channels_last"] = {"compile": True, "channels_last": True}
+    runners, notes = {}, {}
+    for name, change in variants.items():
+        c = Config(**{**cfg.__dict__, **change})
+        trainee = build_trainee(c, data.n_classes, ctx)
+        optimizer = build_optimizer(c, trainee)
+        net = torch.compile(trainee) if c.compile else trainee
+        bf16 = c.precision == "bf16" or (c.precision == "auto" and ctx.device.type == "cuda")
+        autocast = (torch.autocast(ctx.device.type, dtype=torch.bfloat16) if bf16
+                    else contextlib.nullcontext())
+        generator = torch.Generator().manual_seed(0)
+        batches = data.batches(0, 0, c, ctx)
+
+        def step(c=c, net=net, optimizer=optimizer, autocast=autocast, generator=generator,
+                 batches=batches):
+            images, labels = next(batches)
+            patches = make_views(images, c, generator)
+            update(net, optimizer, patches, labels, c, ctx, autocast)
+            sync(ctx.device)
+
+        try:
+            step()  # compiles, where it applies
+            runners[name] = step
+        except Exception as error:  # noqa: BLE001 - an unavailable compiler is a table entry
+            notes[name] = f"unavailable: {str(error).strip().splitlines()[0][:80]}"
+    rates = {name: 0.0 for name in runners}
+    for _ in range(repeats):
+        for name, step in runners.items():
+            rates[name] = max(rates[name], best_rate(step, cfg.batch_size, steps))
+    base = rates["fp32 (baseline)"]
+    rows = [{"variant": name, "images_per_s": rate, "vs_baseline": rate / base}
+            for name, rate in rates.items()]
+    rows += [{"variant": name, "images_per_s": None, "vs_baseline": None, "note": note}
+             for name, note in notes.items()]
+    return rows
+
+
+def data_paths(cfg: Config, ctx: Context, data: TensorData, steps: int, repeats: int,
+               workers: list[int]) -> list[dict]:
+    trainee = build_trainee(cfg, data.n_classes, ctx)
+    optimizer = build_optimizer(cfg, trainee)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda"
+                else contextlib.nullcontext())
+    generator = torch.Generator().manual_seed(0)
+    fixed = make_views(next(data.batches(0, 0, cfg, ctx))[0], cfg, generator)
+    labels0 = next(data.batches(0, 0, cfg, ctx))[1]
+
+    def model_only():
+        update(trainee, optimizer, fixed, labels0, cfg, ctx, autocast)
+        sync(ctx.device)
+
+    def resident(full: bool):
+        batches = data.batches(1, 0, cfg, ctx)
+
+        def call():
+            images, labels = next(batches)
+            patches = make_views(images, cfg, generator)
+            if full:
+                update(trainee, optimizer, patches, labels, cfg, ctx, autocast)
+            sync(ctx.device)
+        return call
+
+    dataset = PerImagePatches(data.images, data.labels, cfg)
+
+    def loader(n_workers: int, full: bool):
+        it = iter(DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
+                             num_workers=n_workers, drop_last=True,
+                             pin_memory=ctx.device.type == "cuda",
+                             persistent_workers=n_workers > 0))
+
+        def call():
+            patches, labels = next(it)
+            patches, labels = patches.to(ctx.device), labels.to(ctx.device)
+            if full:
+                update(trainee, optimizer, patches, labels, cfg, ctx, autocast)
+            sync(ctx.device)
+        return call
+
+    paths = {"device-resident, batched (make_views)": resident}
+    for w in workers:
+        paths[f"DataLoader, per-image v2, {w} workers"] = (
+            lambda full, w=w: loader(w, full))
+    best = {"model only": 0.0}
+    for name in paths:
+        best[(name, False)] = best[(name, True)] = 0.0
+    for _ in range(repeats):
+        best["model only"] = max(best["model only"], best_rate(model_only, cfg.batch_size,
+                                                               steps))
+        for name, make in paths.items():
+            calls = steps if name.startswith("device") else max(2, steps // 4)  # slow ones
+            for full in (False, True):
+                best[(name, full)] = max(best[(name, full)],
+                                         best_rate(make(full), cfg.batch_size, calls))
+    rows = [{"path": "model step alone (views made once)", "data_images_per_s": None,
+             "step_images_per_s": best["model only"], "waiting_for_data": 0.0}]
+    for name in paths:
+        step_rate = best[(name, True)]
+        rows.append({"path": name, "data_images_per_s": best[(name, False)],
+                     "step_images_per_s": step_rate,
+                     "waiting_for_data": max(0.0, 1 - step_rate / best["model only"])})
+    return rows
+
+
+def show(rows: list[dict], title: str) -> None:
+    print(f"\n{title}")
+    keys = list(rows[0])
+    print(" | ".join(keys))
+    for row in rows:
+        cells = [f"{row.get(k):,.3g}" if isinstance(row.get(k), float) else str(row.get(k, ""))
+                 for k in keys]
+        print(" | ".join(cells))
+    for row in rows:
+        if row.get("note"):
+            print(f"  {row['variant']}: {row['note']}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="keep the best of this many")
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--workers", type=int, nargs="*", default=None,
+                        help="DataLoader worker counts to try (default 2; 8 on a GPU)")
+    parser.add_argument("--save", default=None, help="JSON file ('' to skip)")
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ctx = Context(0, 1, device)
+    cfg = settings(device)
+    data = device_data(cfg, device)
+    workers = args.workers if args.workers is not None else ([8] if device.type == "cuda"
+                                                             else [2])
+    load = os.getloadavg()[0]
+    options = model_options(cfg, ctx, data, args.steps, args.repeats, not args.no_compile)
+    paths = data_paths(cfg, ctx, data, args.steps, args.repeats, workers)
+    what = (f"{cfg.arch}, batch {cfg.batch_size} x {cfg.n_patches} patches of "
+            f"{cfg.patch_size}->{cfg.patch_out or cfg.patch_size}, {cfg.loss}, on {device.type}")
+    show(options, f"Training step, images/s ({what}), best of {args.repeats}")
+    show(paths, "Data path against a per-image DataLoader (images/s)")
+    record = {"benchmark": "train_step", "date": datetime.date.today().isoformat(),
+              "torch": torch.__version__, "device": device.type,
+              "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+              "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+              "machine": platform.machine(), "load_average_1min_at_start": load,
+              "load_average_1min_at_end": os.getloadavg()[0], "setting": what,
+              "steps": args.steps, "repeats": args.repeats, "model_options": options,
+              "data_paths": paths}
+    save = args.save if args.save is not None else str(
+        Path(__file__).with_name("results") / f"train_step_{device.type}.json")
+    if save:
+        Path(save).write_text(json.dumps(record, indent=1) + "\n")
+        print(f"\nsaved {save}")
+    return record
+
+
+if __name__ == "__main__":
+    main()
