@@ -8,6 +8,8 @@ same in Jupyter, in the built book and offline.
 - ``show_table(rows, columns=None, caption=None, floatfmt="{:.3g}")``
 - ``show_source(obj)``: the highlighted source of a function, class or method, read
   from the file at call time (so the chapter shows the code as it is now).
+- ``show_figure(fig)``: a matplotlib ``Figure`` (as ``cooc_minimal.viz`` returns them, not
+  tied to pyplot) displayed as a PNG, whatever the notebook's matplotlib backend;
 - ``show_text(text)``: one line of prose made by code, with ``$...$`` inline math,
   ``*italic*``, ``**bold**`` and ```code```, as HTML whose math MathJax typesets (use it
   instead of ``display(Markdown(...))``, whose ``$`` myst-nb leaves as raw text).
@@ -23,12 +25,13 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["show_source", "show_table", "show_text", "source_html", "table_html", "text_html"]
+__all__ = ["show_figure", "show_source", "show_table", "show_text", "source_html", "table_html",
+           "text_html"]
 
 _TABLE_STYLE = "border-collapse:collapse;margin:0.5em 0;font-size:0.9em"
 _CELL_STYLE = "border:1px solid #ccc;padding:0.2em 0.6em;text-align:right"
 _HEAD_STYLE = _CELL_STYLE + ";background:#f3f3f3;font-weight:bold"
-_CAPTION_STYLE = "caption-side:top;text-align:left;font-weight:bold;padding:0.2em 0"
+_CAPTION_STYLE = "font-weight:bold;margin:0.6em 0 0.2em 0"
 
 
 def _format_cell(value: Any, floatfmt: str) -> str:
@@ -76,9 +79,11 @@ def table_html(
         raise ValueError(
             "rows must be a list of dicts or a list of lists/tuples, not a mix or strings."
         )
-    parts = [f'<table style="{_TABLE_STYLE}">']
-    if caption:
-        parts.append(f'<caption style="{_CAPTION_STYLE}">{html.escape(caption)}</caption>')
+    parts = ['<div class="cooc-table">']
+    if caption:  # a paragraph, not <caption>: a caption is as narrow as its table
+        parts.append(f'<p class="cooc-caption" style="{_CAPTION_STYLE}">'
+                     f'{html.escape(caption)}</p>')
+    parts.append(f'<table style="{_TABLE_STYLE}">')
     if columns is not None:
         heads = "".join(f'<th style="{_HEAD_STYLE}">{html.escape(str(c))}</th>' for c in columns)
         parts.append(f"<thead><tr>{heads}</tr></thead>")
@@ -86,7 +91,7 @@ def table_html(
     for r in body:
         cells = "".join(f'<td style="{_CELL_STYLE}">{_format_cell(v, floatfmt)}</td>' for v in r)
         parts.append(f"<tr>{cells}</tr>")
-    parts.append("</tbody></table>")
+    parts.append("</tbody></table></div>")
     return "".join(parts)
 
 
@@ -194,3 +199,28 @@ def show_text(text: str) -> None:
     from IPython.display import HTML, display
 
     display(HTML(text_html(text)))
+
+
+def figure_png(fig: Any, dpi: int = 100) -> bytes:
+    """The PNG bytes of a matplotlib figure, cropped to its drawn content."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    if not isinstance(fig, Figure):
+        raise ValueError(f"show_figure takes a matplotlib Figure, got a {type(fig).__name__}.")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def show_figure(fig: Any, dpi: int = 100) -> None:
+    """Display a matplotlib ``Figure`` as a PNG image; returns None.
+
+    Works for figures made without pyplot (``matplotlib.figure.Figure(...)``, as the
+    functions of ``cooc_minimal.viz`` return them), which a notebook would otherwise print
+    as ``<Figure size ... with 1 Axes>``.
+    """
+    from IPython.display import Image, display
+
+    display(Image(data=figure_png(fig, dpi), format="png"))

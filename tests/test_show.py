@@ -23,7 +23,7 @@ def test_table_from_dicts_has_one_row_per_item_plus_header_and_escapes():
     assert [th.get_text() for th in trs[0].find_all("th")] == ["N", "d", "err"]
     assert [td.get_text() for td in trs[1].find_all("td")] == ["8", "2", "1.23e-07"]
     assert trs[2].find_all("td")[1].get_text() == "<4>"
-    assert soup.caption.get_text() == "a & b"
+    assert soup.select_one("p.cooc-caption").get_text() == "a & b"
     raw = table_html(rows)
     assert "<4>" not in raw and "&lt;4&gt;" in raw
 
@@ -110,3 +110,22 @@ def test_text_turns_dollar_math_into_math_elements_and_escapes_the_rest():
     assert "$" not in outside and "a<b" in outside and "a<b" not in html
     with pytest.raises(ValueError, match="unpaired '\\$'"):
         text_html("costs $5")
+
+
+def test_show_figure_displays_a_png_of_a_figure_made_without_pyplot(monkeypatch):
+    from matplotlib.figure import Figure
+
+    from cooc_minimal.show import figure_png, show_figure
+
+    fig = Figure(figsize=(2, 1))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    png = figure_png(fig)
+    assert png.startswith(b"\x89PNG")
+    shown = []
+    import IPython.display
+
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    show_figure(fig)
+    assert shown[0].data == png and shown[0].format == "png"
+    with pytest.raises(ValueError, match="takes a matplotlib Figure, got a str"):
+        show_figure("figure.png")
