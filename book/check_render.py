@@ -13,7 +13,8 @@ Parses every built page and reports, naming the page and the offending text:
   folder (`http(s)://` or `//`), in a page or in a stylesheet it loads; and a local script
   or stylesheet that the build does not contain (MathJax missing, say);
 - **error**: an error, traceback or warning in an output;
-- **object-repr**: a default Python repr such as `<torch._C.Generator at 0x7f...>`.
+- **object-repr**: a default Python repr such as `<torch._C.Generator at 0x7f...>`, or
+  `<Figure size 640x480 with 1 Axes>`, a figure that was printed instead of drawn.
 
 Code (cell inputs, code blocks, inline code) is not checked for `$` or tables: it is shown
 as code. sphinx-thebe writes its loader's address into an inline script constant; it is
@@ -47,7 +48,8 @@ ERROR_TEXT = re.compile(
     r"Traceback \(most recent call last\)"
     r"|^\s*[A-Za-z_][\w.]*(Error|Exception): "
     r"|^\S+:\d+: \w*Warning: ", re.M)
-OBJECT_REPR = re.compile(r"<[A-Za-z_][\w.]*( object)? at 0x[0-9a-fA-F]+>")
+OBJECT_REPR = re.compile(r"<[A-Za-z_][\w.]*( object)? at 0x[0-9a-fA-F]+>"
+                         r"|<Figure size \d+x\d+ with \d+ Axes>")
 EXTERNAL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*:)?//")
 CSS_URL = re.compile(r"""@import\s+(?:url\()?\s*['"]?([^'")\s;]+)|url\(\s*['"]?([^'")]+)""")
 #: elements whose text is code or math, never prose
@@ -196,7 +198,8 @@ def check_page(page: Path, root: Path, seen_css: set[Path] | None = None) -> lis
         found = OBJECT_REPR.search(text)
         if found:
             problems.append(Problem(rel, "object-repr", f"{found.group()!r} in an output: end "
-                                                        f"the cell with ';' or assign the value"))
+                                                        f"the cell with ';', assign the value, "
+                                                        f"or draw a figure with show_figure"))
     # one report per (kind, text)
     return list(dict.fromkeys(problems))
 

@@ -69,6 +69,8 @@ FAULTS = {
                       "</div>"),
     "object-repr": output('<div class="output text_plain"><pre>&lt;torch._C.Generator at '
                           "0x7f84efa5eab0&gt;</pre></div>"),
+    "object-repr-figure": output('<div class="output text_plain"><pre>&lt;Figure size 1100x460 '
+                                 "with 1 Axes&gt;</pre></div>"),
 }
 EXPECTED_KIND = {
     "markdown-table": "markdown-table", "markdown-table-printed": "markdown-table",
@@ -76,7 +78,7 @@ EXPECTED_KIND = {
     "raw-math-printed": "raw-math", "external-script": "external", "external-style": "external",
     "external-font-inline": "external", "external-css-import": "external",
     "missing-local-script": "external", "error": "error", "error-text": "error",
-    "warning": "error", "object-repr": "object-repr",
+    "warning": "error", "object-repr": "object-repr", "object-repr-figure": "object-repr",
 }
 
 
