@@ -27,7 +27,8 @@ from cooc_minimal.patches import grid_boxes, grid_patches
 
 __all__ = ["pipeline_figure", "Neighbours", "grid_patch_embeddings", "patch_similarity",
            "similarity_heatmap", "nearest_patches", "frame_colours", "patch_neighbors",
-           "neighbour_agreement", "composition_figure", "read_metrics", "training_curves"]
+           "neighbour_agreement", "PartSharing", "part_sharing",
+           "composition_figure", "read_metrics", "training_curves"]
 
 # (label, detail, module) for each stage of the two rows
 _TRAIN_STAGES = (
@@ -432,18 +433,24 @@ def neighbour_agreement(vectors: torch.Tensor, keys: torch.Tensor, k: int,
     return (keys[nearest] == keys[queries][:, None]).float().mean().item()
 
 
-def composition_figure(model: nn.Module, dataset, image_index: int, patch_size: int,
-                       stride: int | None = None, k: int = 50, space: str = "embedding",
-                       class_names: Sequence[str] | None = None, show: int = 2,
-                       input_size: int | None = None) -> Figure:
-    """How one image is made of parts shared with other images (appendix E, Figs. 11-12).
+class PartSharing(NamedTuple):
+    """share: (L, K) the classes of each grid patch's k nearest patches of other images, as
+    fractions; nearest: (L, k) those patches, indexing the images' grid patches flattened
+    image by image (``// L`` the image, ``% L`` the grid position); boxes: (L, 4) the grid."""
 
-    Top left: the image with its grid patches numbered. Top right: for each patch, the
-    classes of its k nearest patches in *other* images (stacked bars, the image's own
-    class first, outlined). Below: the ``show`` most widely shared patches (fewest
-    neighbours of the image's class) and the ``show`` most class-specific ones, each with
-    its (up to) 8 nearest patches of other images, framed green (same class) or red (other
-    class).
+    share: torch.Tensor
+    nearest: torch.Tensor
+    boxes: torch.Tensor
+
+
+def part_sharing(model: nn.Module, dataset, image_index: int, patch_size: int,
+                 stride: int | None = None, k: int = 50, space: str = "embedding",
+                 input_size: int | None = None) -> PartSharing:
+    """For each grid patch of one image, which classes its k nearest patches come from.
+
+    Neighbours are grid patches of the *other* images of ``dataset`` (cosine similarity in
+    ``space``); ``share[l, c]`` is the fraction of patch l's neighbours whose image has
+    class c. With K classes, ``share`` is (L, K), each row summing to 1.
     """
     images, labels = _images_labels(dataset)
     stride = stride or patch_size
@@ -459,11 +466,31 @@ def composition_figure(model: nn.Module, dataset, image_index: int, patch_size: 
     similarity[:, owner == image_index] = -torch.inf
     nearest = similarity.topk(k, dim=1).indices  # (L, k)
     near_class = labels.to(nearest.device)[owner[nearest]]
-    n_classes = int(labels.max()) + 1
+    share = F.one_hot(near_class, int(labels.max()) + 1).float().mean(dim=1)
+    return PartSharing(share.cpu(), nearest.cpu(), boxes.cpu())
+
+
+def composition_figure(model: nn.Module, dataset, image_index: int, patch_size: int,
+                       stride: int | None = None, k: int = 50, space: str = "embedding",
+                       class_names: Sequence[str] | None = None, show: int = 2,
+                       input_size: int | None = None) -> Figure:
+    """How one image is made of parts shared with other images (appendix E, Figs. 11-12).
+
+    Top left: the image with its grid patches numbered. Top right: for each patch, the
+    classes of its k nearest patches in *other* images (``part_sharing``; stacked bars, the
+    image's own class first, outlined). Below: the ``show`` most widely shared patches
+    (fewest neighbours of the image's class) and the ``show`` most class-specific ones,
+    each with its (up to) 8 nearest patches of other images, framed green (same class) or
+    red (other class).
+    """
+    images, labels = _images_labels(dataset)
+    share, nearest, boxes = part_sharing(model, (images, labels), image_index, patch_size,
+                                         stride, k, space, input_size)
+    length, n_classes = share.shape
+    near_class = labels.cpu()[nearest // length]
     names = list(class_names) if class_names is not None else [f"class {c}"
                                                               for c in range(n_classes)]
     own = int(labels[image_index])
-    share = F.one_hot(near_class, n_classes).float().mean(dim=1).cpu()  # (L, K)
     order = share[:, own].argsort()
     picks = [*order[:show].tolist(), *order.flip(0)[:show].tolist()]
     fig = Figure(figsize=(11, 4.2 + 1.25 * len(picks)), layout="constrained")

@@ -175,3 +175,15 @@ def test_training_curves_draw_epoch_rows_as_dots(tmp_path):
     assert list(loss.get_lines()[0].get_ydata()) == [3.0, 2.0]
     assert [line.get_label() for line in val.get_lines()] == ["per epoch"]
     assert list(val.get_lines()[0].get_xdata()) == [2.0]
+
+
+def test_part_sharing_counts_classes_of_other_images_only(model):
+    # two flat red images (class 0) and two flat blue ones (class 1): every patch of a red
+    # image has its L nearest patches in the other red image (identical pixels)
+    colours = torch.tensor([[0.9, 0.1, 0.1], [0.9, 0.1, 0.1], [0.1, 0.1, 0.9], [0.1, 0.1, 0.9]])
+    images = colours[:, :, None, None].expand(4, 3, 16, 16).clone()
+    labels = torch.tensor([0, 0, 1, 1])
+    found = viz.part_sharing(model, (images, labels), 0, 8, k=4)
+    assert found.share.shape == (4, 2)
+    assert torch.equal(found.share, torch.tensor([[1.0, 0.0]] * 4))
+    assert set((found.nearest // 4).flatten().tolist()) == {1}  # never image 0 itself
