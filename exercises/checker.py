@@ -315,6 +315,15 @@ def run_set(exercise_set: ExerciseSet, answers_path: Path | None = None,
     return results
 
 
+def exercise_table(chapter: int) -> list[dict]:
+    """One row per exercise of a chapter: its number, function, points, what it must not use
+    (for the book page's table, made from the checks' own declarations)."""
+    (exercise_set,) = exercise_sets(chapter)
+    return [{"exercise": f"{chapter}.{i}", "function": check.function, "points": check.points,
+             "must not use": ", ".join(rule.name for rule in check.forbid) or "-"}
+            for i, check in enumerate(load_checks(exercise_set).checks, 1)]
+
+
 def result_line(result: Result, width: int = WIDTH) -> str:
     """``  PASS  name (1/1)`` or a FAIL line wrapped to ``width`` with a hanging indent."""
     score = f"{result.points:g}/{result.max_points:g}"

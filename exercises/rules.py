@@ -233,12 +233,15 @@ def _find_library(scope: Scope):
     return None
 
 
-NO_LOOPS = Rule("no loops", "the task asks for whole-tensor operations, so write it without a "
-                "Python loop over rows (a loop over a fixed few, range(3), is fine)", _find_loop)
-NO_NUMPY = Rule("torch only", "the task asks for torch (differentiable, on the caller's device), "
-                "so stay in torch", _find_numpy)
-NO_LIBRARY = Rule("no library", "the exercise is to write it yourself, so answers may not "
-                  "import the course library cooc_minimal", _find_library)
+NO_LOOPS = Rule(
+    "loops over rows", "the task asks for whole-tensor operations, so write it without a Python "
+    "loop over rows (a loop over a fixed few, range(3), is fine)", _find_loop)
+NO_NUMPY = Rule(
+    "numpy, .item()", "the task asks for torch (differentiable, on the caller's device), so "
+    "stay in torch", _find_numpy)
+NO_LIBRARY = Rule(
+    "cooc_minimal", "the exercise is to write it yourself, so answers may not import the course "
+    "library cooc_minimal", _find_library)
 
 
 def forbid_names(*names: str, why: str) -> Rule:
@@ -258,7 +261,7 @@ def forbid_names(*names: str, why: str) -> Rule:
             return None
         return _first(scope.nodes, test)
 
-    return Rule(f"no {', '.join(names)}", why, find)
+    return Rule(", ".join(names), why, find)
 
 
 def _find_module_use(scope: Scope):
@@ -272,5 +275,5 @@ def _find_module_use(scope: Scope):
 
 
 ARITHMETIC_ONLY = Rule(
-    "arithmetic only", "this answer is a formula you derive, so write it with arithmetic on the "
-    "arguments only (no torch, sympy, numpy or math calls)", _find_module_use)
+    "any module (arithmetic only)", "this answer is a formula you derive, so write it with "
+    "arithmetic on the arguments only (no torch, sympy, numpy or math calls)", _find_module_use)
