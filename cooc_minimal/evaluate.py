@@ -557,3 +557,197 @@ def gram_similarity(Z: torch.Tensor, reference: torch.Tensor, p: torch.Tensor,
     num = (grams[0] * grams[1]).sum()
     den = grams[0].norm() * grams[1].norm()
     return (num / den).item() if den > 0 else 0.0
+
+
+# ------------------------------------------------------------------------ command line
+
+def load_for_evaluation(path, device: str | torch.device = "cpu"):
+    """``checkpoint.load_model`` with a one-sentence error when the weights do not fit.
+
+    Returns ``(model, config)``. A missing or unreadable file raises what ``checkpoint.py``
+    raises; weights of another architecture than the checkpoint's config describes (a
+    state dict that does not load into the rebuilt model) raise a ``ValueError``.
+    """
+    from cooc_minimal.checkpoint import load_checkpoint, load_model
+
+    try:
+        return load_model(path, device)
+    except RuntimeError as error:
+        if "state_dict" not in str(error):
+            raise
+        state = load_checkpoint(path)
+        config = state["config"]
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise ValueError(f"the weights in {path} are not those of the {config.get('arch')!r} "
+                         f"model (projector {config.get('projector')!r}) its config describes "
+                         f"({detail[:120]}): it was saved by another architecture or edited; "
+                         f"evaluate a last.pt written by cooc_minimal.train.") from None
+
+
+def _parse_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--patches must be positive integers separated by commas, such as "
+                         f"1,4,16,64, got {text!r}.")
+    return counts
+
+
+def _eval_transform(dataset: str, side: int):
+    """Small datasets as they are; image folders resized and centre-cropped to ``side``."""
+    from cooc_minimal.data import SMALL
+
+    if dataset in SMALL:
+        return None
+    from torchvision import transforms as T
+
+    return T.Compose([T.Resize(side), T.CenterCrop(side), T.ToTensor()])
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def evaluate_checkpoint(checkpoint, dataset: str | None = None, data_root: str | None = None,
+                        patches: Sequence[int] = (1, 4, 16, 64), patch_size: int | None = None,
+                        out_size: int | None = None, spaces: Sequence[str] = ("embedding",),
+                        grid: bool = False, k: int = 20, temperature: float = 0.07,
+                        limit: int | None = None, seed: int = 0, device: str = "auto",
+                        precision: str = "auto", batch_size: int | None = None,
+                        num_workers: int = 0, progress: bool = True) -> list[dict]:
+    """Probe and kNN accuracy of a checkpoint's bag embeddings, one row per (space, n).
+
+    Defaults come from the checkpoint's config: its dataset, data_root, patch_size and
+    patch_out (the resolution it was trained at). Returns rows ``{"space", "n_patches",
+    "patch_size", "probe_acc", "knn_acc"}``. Bad input raises one sentence
+    (FileNotFoundError or ValueError) before the images are embedded.
+    """
+    from cooc_minimal.data import get_dataset
+
+    for space in spaces:
+        _check_space(space)
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is visible: use --device "
+                         "cpu or auto.")
+    where = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                         "cpu" if device == "auto" else device)
+    model, cfg = load_for_evaluation(checkpoint, where)
+    dataset = dataset or cfg.dataset
+    root = data_root or cfg.data_root or None
+    patch_size = patch_size or cfg.patch_size
+    out_size = out_size or cfg.patch_out or None
+    transform = _eval_transform(dataset, cfg.image_size)
+    splits = {split: get_dataset(dataset, root, train=split == "train", transform=transform)
+              for split in ("train", "test")}
+    counts = sorted(set(patches))
+    rows = []
+    with _autocast(where, precision):
+        for space in spaces:
+            features = {}
+            for offset, (split, data) in enumerate(splits.items()):
+                bags, labels = embed_dataset(
+                    model, data, patch_size, counts, space, grid, batch_size,
+                    torch.Generator().manual_seed(seed + offset), out_size=out_size,
+                    progress=progress, num_workers=num_workers, limit=limit)
+                features[split] = (bags, labels)
+            (train_bags, train_y), (test_bags, test_y) = features["train"], features["test"]
+            n_classes = int(max(train_y.max().item(), test_y.max().item())) + 1
+            for n in counts:
+                probe = linear_probe(train_bags[n], train_y, test_bags[n], test_y, n_classes)
+                knn = knn_classify(train_bags[n], train_y, test_bags[n], k=min(k, len(train_y)),
+                                   temperature=temperature, n_classes=n_classes)
+                rows.append({"space": space, "n_patches": n, "patch_size": patch_size,
+                             "probe_acc": probe.accuracy, "knn_acc": accuracy(knn, test_y)})
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """The rows as an aligned text table."""
+    header = ("space", "n_patches", "patch_size", "probe_acc", "knn_acc")
+    cells = [header] + [(r["space"], str(r["n_patches"]), str(r["patch_size"]),
+                         f"{r['probe_acc']:.4f}", f"{r['knn_acc']:.4f}") for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(len(header)))
+                     for c in cells)
+
+
+def build_parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m cooc_minimal.evaluate",
+        description="Linear probe and weighted kNN (k=20, T=0.07) on bag embeddings: each "
+                    "image is the mean embedding of n fixed-scale patches. Example: python -m "
+                    "cooc_minimal.evaluate --checkpoint runs/c10/last.pt --dataset cifar10 "
+                    "--data-root ~/data --patches 1,4,16,64 --json results.json")
+    parser.add_argument("--checkpoint", required=True, metavar="PATH",
+                        help="a last.pt written by cooc_minimal.train")
+    parser.add_argument("--dataset", help="dataset to evaluate on (default: the checkpoint's)")
+    parser.add_argument("--data-root", metavar="DIR",
+                        help="folder holding the dataset (default: the checkpoint's data_root, "
+                             "else $COOC_DATA or ~/data)")
+    parser.add_argument("--patches", default="1,4,16,64", metavar="N,N,...",
+                        help="numbers of patches averaged per image (default 1,4,16,64); one "
+                             "draw of the largest, nested")
+    parser.add_argument("--patch-size", type=int, metavar="S",
+                        help="patch side in pixels (default: the checkpoint's patch_size)")
+    parser.add_argument("--out-size", type=int, metavar="S",
+                        help="resize patches to this side (default: the checkpoint's patch_out)")
+    parser.add_argument("--space", default="embedding",
+                        choices=("embedding", "projection", "both"),
+                        help="embedding (backbone output, BagSSL's choice), projection, or both")
+    parser.add_argument("--grid", action="store_true",
+                        help="distinct patches of the grid of step --patch-size, not random ones")
+    parser.add_argument("--k", type=int, default=20, help="neighbours of the kNN (20)")
+    parser.add_argument("--temperature", type=float, default=0.07,
+                        help="kNN weight exp(cos / T) (0.07)")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="use only the first N images of each split (a quick check)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the patch positions (0)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                        help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    parser.add_argument("--batch-size", type=int, metavar="P",
+                        help="patches per forward pass (default 1024 on CPU, 8192 on GPU)")
+    parser.add_argument("--num-workers", type=int, default=0,
+                        help="DataLoader workers decoding images (0)")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows to this JSON file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``cooc-eval`` command. Bad input: one sentence on stderr and exit status 2."""
+    import json
+    import sys
+    from pathlib import Path
+
+    args = build_parser().parse_args(argv)
+    try:
+        rows = evaluate_checkpoint(
+            args.checkpoint, args.dataset, args.data_root, _parse_counts(args.patches),
+            args.patch_size, args.out_size,
+            SPACES if args.space == "both" else (args.space,), args.grid, args.k,
+            args.temperature, args.limit, args.seed, args.device, args.precision,
+            args.batch_size, args.num_workers, not args.no_progress)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"cooc-eval: {error}", file=sys.stderr)
+        return 2
+    print(format_rows(rows))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rows, indent=1) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

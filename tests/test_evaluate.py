@@ -428,3 +428,119 @@ def test_gram_similarity_matches_the_written_out_formula_and_its_invariances():
     assert E.gram_similarity(3.0 * closed @ Q, closed, p) == pytest.approx(1.0, abs=1e-10)
     assert E.gram_similarity(torch.ones(8, 4), closed, p) == 0.0  # constant: nothing learned
     assert E.gram_similarity(closed, closed, p, centre=False) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------ command line
+
+@pytest.fixture(scope="module")
+def smoke_checkpoint(tmp_path_factory):
+    """A checkpoint of the smoke config, two steps long (the CLI's plumbing, not its quality)."""
+    from cooc_minimal.config import Config
+    from cooc_minimal.train import train
+
+    out = tmp_path_factory.mktemp("run")
+    train(Config(epochs=1, train_images=128, batch_size=64, n_patches=2, probe=False), out,
+          progress=False)
+    return out / "last.pt"
+
+
+def test_cli_prints_the_table_and_writes_json_rows(smoke_checkpoint, tmp_path, capsys):
+    import json
+
+    path = tmp_path / "rows.json"
+    code = E.main(["--checkpoint", str(smoke_checkpoint), "--dataset", "toyworld",
+                   "--patches", "4,1", "--space", "both", "--limit", "120", "--json", str(path),
+                   "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[0].split() == ["space", "n_patches", "patch_size", "probe_acc",
+                                           "knn_acc"]
+    rows = json.loads(path.read_text())
+    assert [(r["space"], r["n_patches"]) for r in rows] == [
+        ("embedding", 1), ("embedding", 4), ("projection", 1), ("projection", 4)]
+    for row in rows:
+        assert set(row) == {"space", "n_patches", "patch_size", "probe_acc", "knn_acc"}
+        assert row["patch_size"] == 8 and 0 <= row["probe_acc"] <= 1 and 0 <= row["knn_acc"] <= 1
+        assert f"{row['probe_acc']:.4f}" in out
+
+
+def test_cli_rows_match_the_library_functions(smoke_checkpoint):
+    from cooc_minimal.checkpoint import load_model
+    from cooc_minimal.data import get_dataset
+
+    rows = E.evaluate_checkpoint(smoke_checkpoint, "toyworld", patches=[2], limit=100,
+                                 grid=True, progress=False)
+    model, _ = load_model(smoke_checkpoint)
+    train, test = get_dataset("toyworld"), get_dataset("toyworld", train=False)
+    bags = [E.bag_embeddings(model, d.images[:100], 8, 2, grid=True,
+                             generator=torch.Generator().manual_seed(s))
+            for s, d in enumerate((train, test))]
+    probe = E.linear_probe(bags[0], train.labels[:100], bags[1], test.labels[:100], 10)
+    knn = E.knn_classify(bags[0], train.labels[:100], bags[1], n_classes=10)
+    assert rows[0]["probe_acc"] == pytest.approx(probe.accuracy)
+    assert rows[0]["knn_acc"] == pytest.approx(E.accuracy(knn, test.labels[:100]))
+
+
+def one_sentence(text: str) -> bool:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return len(lines) == 1 and "Traceback" not in text and lines[0].startswith("cooc-eval: ")
+
+
+def test_cli_missing_checkpoint_is_one_sentence_without_traceback(tmp_path, repo):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "cooc_minimal.evaluate", "--checkpoint",
+                             str(tmp_path / "nothing" / "last.pt")], capture_output=True,
+                            text=True, cwd=repo)
+    assert result.returncode == 2
+    assert one_sentence(result.stderr), result.stderr
+    assert "no checkpoint" in result.stderr.lower()
+
+
+def test_cli_checkpoint_of_another_architecture_is_one_sentence(smoke_checkpoint, tmp_path,
+                                                                capsys):
+    from cooc_minimal.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(smoke_checkpoint)
+    state["config"] = {**state["config"], "arch": "resnet18"}  # tiny weights, ResNet config
+    save_checkpoint(tmp_path / "other.pt", state)
+    assert E.main(["--checkpoint", str(tmp_path / "other.pt"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert one_sentence(err) and "'resnet18'" in err, err
+
+
+@pytest.mark.parametrize("dataset, words", [("cifar10", "cifar-10-batches-py"),
+                                            ("imagefolder", "does not exist"),
+                                            ("mnist", "Unknown dataset")])
+def test_cli_missing_or_unknown_dataset_is_one_sentence(smoke_checkpoint, tmp_path, capsys,
+                                                        dataset, words):
+    code = E.main(["--checkpoint", str(smoke_checkpoint), "--dataset", dataset,
+                   "--data-root", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and one_sentence(err) and words in err, err
+
+
+def test_cli_reads_an_image_folder(smoke_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    g = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c, colour in enumerate(((200, 40, 40), (40, 40, 200))):
+            folder = tmp_path / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(12):
+                pixels = np.clip(g.normal(colour, 20, (40, 48, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    code = E.main(["--checkpoint", str(smoke_checkpoint), "--dataset", "imagefolder",
+                   "--data-root", str(tmp_path), "--patches", "1,4", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert [r[1] for r in rows] == ["1", "4"]
+    assert float(rows[1][3]) == 1.0  # red vs blue: the probe cannot miss
+
+
+def test_cli_rejects_bad_patch_counts(smoke_checkpoint, capsys):
+    assert E.main(["--checkpoint", str(smoke_checkpoint), "--patches", "1,x"]) == 2
+    assert one_sentence(capsys.readouterr().err)
