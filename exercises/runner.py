@@ -12,6 +12,9 @@ stderr. Whatever an answer does, the parent decides:
   longer than the time limit (then it is killed), "crashed" when it ended (``os._exit``, a
   segfault, ``exit()`` at import);
 - the child is then restarted for the exercises not yet run, so one hang costs one exercise.
+
+The child also limits itself (before any answer runs) to 8 GiB of address space, 16 MiB per
+written file (its printed output goes to a temporary file) and no core dumps.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
          "from exercises.runner import child_main; child_main()")
 STARTUP_LIMIT = 180.0  # seconds for the child to import torch, sympy and the checks
 GRACE = 3.0            # seconds past the child's own alarm before the parent kills it
+MEMORY_LIMIT = 8 << 30  # bytes of address space for the child (a memory bomb fails there)
+FILE_LIMIT = 16 << 20   # bytes any file the child writes may reach (its printed output too)
 
 
 class CheckLoadError(RuntimeError):
@@ -178,8 +183,15 @@ def _stop(child: subprocess.Popen) -> None:
 
 def child_main() -> None:
     """The child's side: read the job from stdin, check, report on a private stdout."""
+    import resource
+
     job = json.loads(sys.stdin.readline())
     token = job["token"]
+    for limit, value in ((resource.RLIMIT_AS, MEMORY_LIMIT), (resource.RLIMIT_FSIZE, FILE_LIMIT),
+                         (resource.RLIMIT_CORE, 0)):
+        soft, hard = resource.getrlimit(limit)
+        wanted = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(limit, (wanted, hard))
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # from here on, fd 1 (the answers' print) is stderr
 

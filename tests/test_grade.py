@@ -213,13 +213,16 @@ def test_exit_os_exit_hangs_and_leaks_never_pass(tmp_path):
         "leaker": tricky(leak="torch.set_default_dtype(torch.float64)"),
         "victim": tricky(leak="return None"),
         "pyloop": tricky(first="while True: pass", second="return 2", third="return 3"),
+        "flooder": tricky(first="return print('x' * 40_000_000)", second="return 2"),
     }
     for student, source in answers.items():
         (subs / student).mkdir(parents=True)
         (subs / student / "ex97_tricks.py").write_text(source)
-    rows = grade.grade_class(subs, tmp_path / "out", time_limit=2, checks_dir=checks)
+    rows = grade.grade_class(subs, tmp_path / "out", time_limit=2, jobs=2, checks_dir=checks)
     totals = {row["student"]: row["total"] for row in rows}
-    assert totals == {"exits": 2, "import_exit": 0, "leaker": 1, "victim": 0, "pyloop": 3}
+    assert totals == {"exits": 2, "import_exit": 0, "leaker": 1, "victim": 0, "pyloop": 3,
+                      "flooder": 2}
+    assert "File too large" in outputs(tmp_path / "out", "flooder")["ex97_tricks.first"]
     said = outputs(tmp_path / "out", "exits")
     assert said["ex97_tricks.first"].startswith("crashed: the process ended during this check "
                                                "(exit code 0)")

@@ -154,8 +154,10 @@ def nt_xent(a, b, tau, normalise=True, mask_self=True):
 @exercise(points=1, forbid=LOSS_RULES)
 def check_simclr_loss(answers) -> None:
     z1, z2 = _draw(6, 4, seed=10), _draw(6, 4, seed=11)
-    scaled = float(answers.simclr_loss(3 * z1, 0.5 * z2))
-    plain = float(answers.simclr_loss(z1, z2))
+    scaled, plain = answers.simclr_loss(3 * z1, 0.5 * z2), answers.simclr_loss(z1, z2)
+    for value in (scaled, plain):
+        expect_tensor(value, "simclr_loss", shape=())
+    scaled, plain = float(scaled), float(plain)
     assert math.isclose(scaled, plain, rel_tol=1e-9), (
         "simclr_loss changed when the rows of z were rescaled: normalise each row first, so "
         "that s is a cosine similarity")
