@@ -334,3 +334,15 @@ def test_student_copy_passes_its_own_tests_before_and_after_solving(course, tmp_
     checked = subprocess.run([sys.executable, "-m", "exercises.checker", "--chapter", "0-4"],
                              cwd=copy, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout
+
+
+def test_gradescope_mode_grades_one_submission(tmp_path):
+    submission = write_submission(tmp_path / "submission", {"ex00_warmup": solution("ex00_warmup")})
+    results = tmp_path / "results" / "results.json"
+    done = subprocess.run([sys.executable, "-m", "exercises.grade", "--gradescope",
+                           str(submission), str(results), "--chapter", "0"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(results.read_text())
+    assert payload["score"] == sum(POINTS["ex00_warmup"].values()) > 0
+    assert [t["name"].split(".")[1] for t in payload["tests"]] == list(POINTS["ex00_warmup"])
