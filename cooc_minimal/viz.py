@@ -70,7 +70,7 @@ def _row(ax, stages, y: float, box_w: float, gap: float) -> list[tuple[float, fl
         )
         ax.text(x + box_w / 2, y + 0.22, label, ha="center", va="center",
                 fontsize=12, fontweight="bold")
-        ax.text(x + box_w / 2, y - 0.13, detail, ha="center", va="center", fontsize=8.5)
+        ax.text(x + box_w / 2, y - 0.13, detail, ha="center", va="center", fontsize=8)
         ax.text(x + box_w / 2, y - 0.62, f"{module}.py", ha="center", va="top",
                 fontsize=7.5, color="#555", family="monospace")
         if i:
@@ -89,9 +89,9 @@ def pipeline_figure() -> Figure:
     -> loss. Evaluation: images -> patches -> backbone -> bag (mean of h over the patches)
     -> linear probe / kNN. Each box names the `cooc_minimal` module that implements it.
     """
-    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    fig = Figure(figsize=(9, 3.9), layout="constrained")  # small figure: large type at book width
     ax = fig.add_subplot()
-    box_w, gap = 1.55, 0.45
+    box_w, gap = 1.85, 0.4
     width = len(_TRAIN_STAGES) * (box_w + gap) - gap
     ax.text(-0.05, 2.95, "Training (self-supervised)", fontsize=11, style="italic",
             ha="left", va="center")
@@ -106,7 +106,7 @@ def pipeline_figure() -> Figure:
         FancyArrowPatch((x_train, 1.38), (x_eval, 0.76), arrowstyle="-|>", mutation_scale=12,
                         linestyle="--", linewidth=1.1, color="#777")
     )
-    ax.text((x_train + x_eval) / 2 + 0.12, 1.07, "same trained weights", fontsize=8,
+    ax.text((x_train + x_eval) / 2 + 0.3, 1.12, "same trained weights", fontsize=8,
             color="#555", ha="left", va="center")
     ax.set_xlim(-0.15, width + 0.15)
     ax.set_ylim(-0.75, 3.2)
