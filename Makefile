@@ -8,11 +8,13 @@ STAMP := $(VENV)/.installed
 BOOK_FLAGS := --config book/_config.yml --toc book/_toc.yml --path-output book -W --keep-going
 export COOC_SCALE ?= smoke
 
-.PHONY: help book test lint unit notebooks check-exercises student-copy grade benchmarks clean
+.PHONY: help book check-render test lint unit notebooks check-exercises student-copy grade benchmarks clean
 
 help:
 	@echo "make book                     execute every notebook (smoke scale), build book/_build/html"
-	@echo "make test                     lint, unit tests, every notebook, the exercise checks"
+	@echo "make test                     lint, unit tests, the book (every notebook, once), render check"
+	@echo "make check-render             check the built book's pages (after make book)"
+	@echo "make notebooks                every notebook through nbval, without building the book"
 	@echo "make check-exercises [CHAPTER=NN]   check your answers"
 	@echo "make student-copy DEST=dir    copy the committed course without the solutions"
 	@echo "make grade SUBMISSIONS=dir [OUT=grades]   grade a class: grades.csv, Gradescope JSON"
@@ -31,9 +33,20 @@ book: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check . $(if $(wildcard exercises/solutions),,--extend-exclude 'exercises/ex[0-9][0-9]_*.py')
 
-# Unit tests, the book's structure, the exercise checks, then every notebook through nbval.
+# Tables, math, errors and offline assets of every built page (book/check_render.py).
+check-render: $(STAMP)
+	$(BIN)/python book/check_render.py book/_build/html
+
+# Unit tests, the book's structure, the exercise checks; then the book build executes every
+# notebook once (a failing cell fails it, like nbval) and the render check reads its pages.
 test: lint $(STAMP)
-	$(BIN)/python -m pytest tests --nbval-lax --nbval-current-env chapters exercises
+	$(BIN)/python -m pytest tests
+	$(BIN)/jupyter-book build . $(BOOK_FLAGS) --all
+	$(BIN)/python book/check_render.py book/_build/html
+
+# Every notebook through nbval (one at a time: pytest --nbval-lax chapters/NN_x.ipynb).
+notebooks: $(STAMP)
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters exercises
 
 check-exercises: $(STAMP)
 	$(BIN)/python -m exercises.checker $(if $(CHAPTER),--chapter $(CHAPTER))
