@@ -331,9 +331,14 @@ def test_student_copy_passes_its_own_tests_before_and_after_solving(course, tmp_
     assert after.returncode == 0, after.stdout[-3000:]
     lint = make("lint", cwd=copy)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+    # the student's checker runs every chapter even when one answer calls exit()
+    (copy / "exercises" / "ex00_warmup.py").write_text(CRASH_EX00)
     checked = subprocess.run([sys.executable, "-m", "exercises.checker", "--chapter", "0-4"],
                              cwd=copy, capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stdout
+    assert checked.returncode == 1, checked.stdout
+    assert "FAIL  cosine_similarity_matrix (0/1): your code called exit()" in checked.stdout
+    total = sum(len(p) for p in POINTS.values())
+    assert checked.stdout.count("  PASS  ") == total - 1 and "Chapter 04" in checked.stdout
 
 
 def test_gradescope_mode_grades_one_submission(tmp_path):
