@@ -27,8 +27,9 @@ The check file's conventions
   ``NO_LIBRARY`` (importing ``cooc_minimal``), ``forbid_names("spectral_loss", why=...)``
   (a named function, e.g. the library function under test or ``torch.logdet``),
   ``NO_NUMPY`` (numpy, ``.numpy()``, ``.tolist()``, ``.item()``), ``NO_LOOPS`` (``for``,
-  ``while``, comprehensions, ``map``), ``ARITHMETIC_ONLY`` (a derived formula: no module
-  calls at all). See :mod:`exercises.rules`.
+  ``while``, comprehensions, ``map``; a loop over a fixed few, ``range(3)`` or a literal
+  tuple, is allowed), ``ARITHMETIC_ONLY`` (a derived formula: no module calls at all). See
+  :mod:`exercises.rules`. The book page shows them with ``show_table(exercise_table(NN))``.
 - Module constants: ``ALLOWED_IMPORTS`` (default ``rules.DEFAULT_IMPORTS``: math, torch,
   typing, functools, itertools, collections), ``ALLOW_CLASSES = False``. Every answer file
   must also keep the house rules of :func:`exercises.rules.file_problems` (no ``os``/``sys``,
