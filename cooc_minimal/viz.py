@@ -501,13 +501,16 @@ def composition_figure(model: nn.Module, dataset, image_index: int, patch_size: 
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
                                edgecolor="white", linewidth=0.6))
         ax.text((x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5, str(j), color="white", fontsize=7,
-                ha="center", va="center", fontweight="bold")
+                ha="center", va="center", fontweight="bold",
+                bbox={"boxstyle": "round,pad=0.1", "facecolor": "black", "alpha": 0.5,
+                      "linewidth": 0})
     ax.set_title(f"image {image_index} ({names[own]}), patches numbered", fontsize=9)
     classes = [own, *[c for c in range(n_classes) if c != own]]
     left = torch.zeros(length)
     for c in classes:
         bars.barh(range(length), share[:, c], left=left, color=_class_colour(c),
-                  edgecolor="black" if c == own else "none", label=names[c])
+                  edgecolor="black" if c == own else "none", hatch="//" if c == own else None,
+                  label=f"{names[c]} (its class)" if c == own else names[c])
         left += share[:, c]
     bars.set_yticks(range(length))
     bars.invert_yaxis()
