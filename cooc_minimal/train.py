@@ -158,9 +158,14 @@ class TensorData:
 
     def validation(self, cfg: Config) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         images, labels = _tensors(cfg.dataset, cfg.data_root, False)
-        for i in range(0, len(labels), cfg.batch_size):
-            yield (images[i:i + cfg.batch_size].to(self.device),
-                   labels[i:i + cfg.batch_size].to(self.device))
+        size = _eval_batch(cfg)
+        for i in range(0, len(labels), size):
+            yield images[i:i + size].to(self.device), labels[i:i + size].to(self.device)
+
+
+def _eval_batch(cfg: Config) -> int:
+    """Images per evaluation batch: no gradients are kept, so at least 512 (fewer calls)."""
+    return max(cfg.batch_size, 512)
 
 
 class _RankBatches(torch.utils.data.Sampler):
@@ -209,8 +214,8 @@ class LoaderData:
     def validation(self, cfg: Config):
         val = datasets.get_dataset(cfg.dataset, cfg.data_root or None, train=False,
                                    transform=self.transform)
-        batches = [list(range(i, min(i + cfg.batch_size, len(val))))
-                   for i in range(0, len(val), cfg.batch_size)]
+        size = _eval_batch(cfg)
+        batches = [list(range(i, min(i + size, len(val)))) for i in range(0, len(val), size)]
         return self._load(val, batches, cfg)
 
 
