@@ -305,10 +305,11 @@ def build_trainee(cfg: Config, n_classes: int, ctx: Context) -> Trainee:
     model = build_model(cfg.arch, cfg.projector, cifar_stem=cfg.cifar_stem, width=cfg.width)
     probe = nn.Linear(model.embedding_dim, n_classes) if cfg.probe else None
     trainee = Trainee(model, probe)
-    if cfg.sync_bn and ctx.device.type == "cuda" and ctx.world > 1:
-        trainee = nn.SyncBatchNorm.convert_sync_batchnorm(trainee)
-    elif cfg.sync_bn:
-        trainee = convert_sync_batchnorm(trainee)
+    if cfg.sync_bn and ctx.world > 1:  # one process: plain BatchNorm is the same thing
+        if ctx.device.type == "cuda":
+            trainee = nn.SyncBatchNorm.convert_sync_batchnorm(trainee)
+        else:  # torch's SyncBatchNorm runs on GPUs only
+            trainee = convert_sync_batchnorm(trainee)
     trainee = trainee.to(ctx.device)
     if cfg.channels_last:
         trainee = trainee.to(memory_format=torch.channels_last)
