@@ -123,7 +123,7 @@ _TYPES = {"name": str, "dataset": str, "data_root": str, "image_size": int, "tra
           "log_every": int, "probe": bool, "probe_lr": float}
 assert set(_TYPES) == set(FIELDS), "every Config field needs its type in _TYPES"
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-               dict: "a table of name = number"}
+               dict: "a table of name = value"}
 
 
 def describe_keys() -> list[tuple[str, str, str]]:
@@ -146,10 +146,14 @@ def _coerce(key: str, value: Any) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is dict and isinstance(value, dict):
-        for name, coeff in value.items():
-            if isinstance(coeff, bool) or not isinstance(coeff, int | float):
-                raise ConfigError(f"loss_coeffs.{name} must be a number, got {coeff!r}.")
-        return {name: float(coeff) for name, coeff in value.items()}
+        coeffs = {}
+        for name, coeff in value.items():  # numbers, and the odd switch (normalize, mean)
+            if not isinstance(coeff, int | float | str):
+                raise ConfigError(f"loss_coeffs.{name} must be a number, true/false or a "
+                                  f"word, got {coeff!r} ({type(coeff).__name__}).")
+            plain_number = isinstance(coeff, int | float) and not isinstance(coeff, bool)
+            coeffs[name] = float(coeff) if plain_number else coeff
+        return coeffs
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{key} must be {_TYPE_WORDS[kind]}, got {value!r} "
                           f"({type(value).__name__}).")
@@ -351,8 +355,8 @@ def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
     """Read a config by name (``"smoke"``, ``"cifar10_vicreg"``) or path, apply ``overrides``.
 
     overrides: ``["epochs=1", "loss=spectral", "loss_coeffs.lam=30"]``. Changing ``loss``
-    drops the file's ``loss_coeffs`` (they belong to the other loss) unless the overrides
-    set new ones. Returns a validated Config; bad input raises ConfigError or
+    drops the file's ``loss_coeffs`` (they belong to the other loss); coefficients set in
+    the overrides are kept. Returns a validated Config; bad input raises ConfigError or
     FileNotFoundError with one sentence.
     """
     path = _config_path(name_or_path)
@@ -364,10 +368,10 @@ def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
         if key not in FIELDS:
             raise _unknown_key(key, f" in {path.name}")
     values.setdefault("name", path.stem)
-    loss_before = values.get("loss", Config.loss)
+    file_loss, file_coeffs = values.get("loss", Config.loss), values.pop("loss_coeffs", {})
     apply_overrides(values, list(overrides))
-    if values.get("loss", loss_before) != loss_before and not any(
-            str(o).strip().startswith("loss_coeffs") for o in overrides):
-        values["loss_coeffs"] = {}
+    # The file's coefficients belong to its loss: another loss starts from its own defaults.
+    base = file_coeffs if values.get("loss", file_loss) == file_loss else {}
+    values["loss_coeffs"] = {**base, **values.get("loss_coeffs", {})}
     cfg = Config(**{key: _coerce(key, value) for key, value in values.items()})
     return validate_config(cfg)

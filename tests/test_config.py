@@ -120,6 +120,14 @@ def test_overrides_are_typed_and_a_new_loss_drops_the_old_coefficients():
     assert (cfg.epochs, cfg.lr, cfg.projector, cfg.channels_last) == (5, 1.0, "2048-64", False)
     assert cfg.loss_coeffs["lam"] == 10.0 and isinstance(cfg.lr, float)
     assert C.load_config("smoke", ["loss=spectral"]).loss_coeffs == {}
+    assert C.load_config("smoke", ["loss=tcr", "loss_coeffs.lam=10"]).loss_coeffs == {"lam": 10.0}
+
+
+def test_switch_coefficients_round_trip(tmp_path):
+    cfg = C.load_config("smoke", ["loss=tcr", "loss_coeffs.normalize=false"])
+    assert cfg.loss_coeffs == {"normalize": False}
+    C.save_config(cfg, tmp_path / "c.toml")
+    assert C.load_config(tmp_path / "c.toml") == cfg
 
 
 BAD = [
@@ -137,6 +145,7 @@ BAD = [
     (["cifar_stem=1"], "cifar_stem must be true or false, got 1 (int)"),
     (["loss_coeffs.lamda=1"], "does not take lamda"),
     (["loss_coeffs.inv_coeff=nan"], "loss_coeffs = {"),
+    (["loss_coeffs.var_coeff=-1"], "var_coeff must be a finite number >= 0, got -1.0"),
     (["projector=12-a"], "projector = '12-a' is not allowed"),
     (["n_patches=1"], "n_patches = 1 is not allowed: the multi-patch losses need at least 2"),
     (["warmup_epochs=4"], "warmup_epochs = 4.0 is not allowed: it must not exceed epochs = 3"),
