@@ -101,7 +101,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     state = load_checkpoint(path)
     cfg: Config = config_from_dict(state["config"])
     model = build_model(cfg.arch, cfg.projector, cifar_stem=cfg.cifar_stem, width=cfg.width)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:  # torch lists every missing and unexpected key
+        first = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"The weights in {path} do not fit the model its config "
+                              f"describes ({cfg.arch}, projector {cfg.projector!r}): {first}; "
+                              f"was the file edited or written by another version?") from None
     return model.to(device).eval(), cfg
 
 

@@ -92,3 +92,11 @@ def test_rng_states_round_trip(tmp_path):
     again = (random.random(), np.random.rand(), torch.rand(2), torch.rand(2, generator=g2))  # noqa: NPY002
     assert first[:2] == again[:2]
     assert torch.equal(first[2], again[2]) and torch.equal(first[3], again[3])
+
+
+def test_weights_that_do_not_fit_their_config_are_one_sentence(tmp_path):
+    state = _state()
+    state["config"]["projector"] = "16-4"
+    ck.save_checkpoint(tmp_path / "last.pt", state)
+    with pytest.raises(ck.CheckpointError, match="do not fit the model its config describes"):
+        ck.load_model(tmp_path / "last.pt")
