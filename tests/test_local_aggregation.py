@@ -161,7 +161,7 @@ def test_missing_and_truncated_files(tmp_path):
 
 
 def test_course_checkpoint_is_rebuilt_with_its_projector(tmp_path):
-    checkpoint = pytest.importorskip("cooc_minimal.checkpoint")
+    from cooc_minimal import checkpoint
     from cooc_minimal.config import Config, config_to_dict
 
     cfg = Config(arch="tiny", width=8, projector="32-16")
