@@ -10,8 +10,9 @@
   2018), as solo-learn evaluates: k = 20, weights exp(cos / 0.07).
 - :func:`multiscale_convergence`: how close the mean of n patch embeddings comes to the
   embedding of the whole image, as n grows.
-- :func:`part_embeddings` and :func:`gram_similarity`: on the toy world, the embedding of each
-  part type, compared with the closed-form optimum of Proposition 3.1 (chapter 5).
+- :func:`part_embeddings`, :func:`weighted_gram` and :func:`gram_similarity`: on the toy
+  world, the embedding of each part type, compared with the closed-form optimum of
+  Proposition 3.1 (chapter 5).
 - ``local_aggregation_features`` and ``global_pool_features`` (appendix C.4), defined in
   ``local_aggregation.py`` and re-exported here, so that every evaluation is in one module.
 - The command line ``python -m cooc_minimal.evaluate`` (``cooc-eval``) runs the probe and
@@ -45,6 +46,7 @@ __all__ = [
     "embed_dataset",
     "global_pool_features",
     "gram_similarity",
+    "weighted_gram",
     "knn_classify",
     "linear_probe",
     "local_aggregation_features",
@@ -362,7 +364,7 @@ def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
 
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
                  test_y: torch.Tensor, n_classes: int | None = None,
-                 weight_decay: float = 5e-4, max_iter: int = 500) -> ProbeResult:
+                 weight_decay: float = 5e-3, max_iter: int = 500) -> ProbeResult:
     """Fit a linear classifier on ``train_x`` and return its accuracy on ``test_x``.
 
     train_x: (N, D), train_y: (N,) int; test_x: (M, D), test_y: (M,). Features are
@@ -531,32 +533,43 @@ def part_embeddings(model: nn.Module, images: torch.Tensor, parts: torch.Tensor,
     return sums / counts
 
 
+def weighted_gram(Z: torch.Tensor, p: torch.Tensor, centre: bool = True) -> torch.Tensor:
+    """The Gram matrix of V type embeddings in the metric of Proposition 3.1: (V, V) float64.
+
+    Z: (V, d), p: (V,) type frequencies. Returns G = U U^T with U = diag(sqrt p) Z, the
+    matrix that the objective ||w U U^T - M||_F^2 fits to M = D^-1/2 P D^-1/2 (chapter 1).
+    ``centre`` first projects the columns of U off the unit vector along sqrt(p): the top
+    eigenvector of M (eigenvalue 1), the direction of a constant embedding.
+    """
+    if Z.dim() != 2 or p.shape != (Z.shape[0],):
+        raise ValueError(f"Z must be (V, d) and p (V,), got {tuple(Z.shape)} and "
+                         f"{tuple(p.shape)}.")
+    root = p.double().sqrt()
+    U = root[:, None] * Z.double()
+    if centre:
+        unit = root / root.norm()
+        U = U - unit[:, None] * (unit @ U)[None, :]
+    return U @ U.T
+
+
 def gram_similarity(Z: torch.Tensor, reference: torch.Tensor, p: torch.Tensor,
                     centre: bool = True) -> float:
     """How alike two embeddings of V types are, up to rotation and scale: in [-1, 1].
 
-    Z: (V, d), reference: (V, d'), p: (V,) type frequencies. With U = diag(sqrt p) Z, the
-    Gram matrices G = U U^T (V, V) are compared by the cosine <G, G_ref>_F / (||G|| ||G_ref||),
-    which ignores rotations of Z and its scale. ``centre`` first projects out sqrt(p), the
-    direction of a constant embedding (the top eigenvector of M = D^-1/2 P D^-1/2, eigenvalue
-    1): every embedding with a non-zero mean has it for free, so it would hide differences.
-    An embedding with nothing left after centring (a constant one) scores 0.
+    Z: (V, d), reference: (V, d'), p: (V,) type frequencies. The cosine
+    <G, G_ref>_F / (||G||_F ||G_ref||_F) of their :func:`weighted_gram` matrices, which
+    ignores rotations of Z (Z Q has the same Gram matrix) and its scale. ``centre`` removes
+    the direction of a constant embedding first: every embedding with a non-zero mean has
+    it for free, so it would hide differences (chapter 5 measures how much). An embedding
+    with nothing left after centring (a constant one) scores 0.
     """
     if Z.dim() != 2 or reference.dim() != 2 or Z.shape[0] != reference.shape[0] \
             or p.shape != (Z.shape[0],):
         raise ValueError(f"Z (V, d), reference (V, d') and p (V,) must agree on V, got "
                          f"{tuple(Z.shape)}, {tuple(reference.shape)}, {tuple(p.shape)}.")
-    root = p.double().sqrt()
-    unit = root / root.norm()
-    grams = []
-    for E in (Z, reference):
-        U = root[:, None] * E.double()
-        if centre:
-            U = U - unit[:, None] * (unit @ U)[None, :]
-        grams.append(U @ U.T)
-    num = (grams[0] * grams[1]).sum()
-    den = grams[0].norm() * grams[1].norm()
-    return (num / den).item() if den > 0 else 0.0
+    G, R = weighted_gram(Z, p, centre), weighted_gram(reference, p, centre)
+    norms = G.norm() * R.norm()
+    return ((G * R).sum() / norms).item() if norms > 0 else 0.0
 
 
 # ------------------------------------------------------------------------ command line
