@@ -1,0 +1,36 @@
+"""Chapter 7: a bag embedding in one forward pass, and the weighted kNN vote.
+
+Edit the functions below, then run ``make check-exercises CHAPTER=07``. The tasks, with
+hints, are on the book page "Exercises 7". Work on whole batches (no Python loop over
+images, patches or test rows), leave the inputs unchanged, and do not import
+``cooc_minimal``.
+"""
+
+from collections.abc import Callable
+
+import torch
+
+
+def bag_embeddings(embed: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                   corners: torch.Tensor, size: int) -> torch.Tensor:
+    """The mean embedding of n patches per image, with a single call to ``embed``.
+
+    embed: a network, from patches (N, C, size, size) to embeddings (N, D).
+    images: (B, C, H, W). corners: (B, n, 2) int64, the top-left corner ``(x0, y0)`` of
+    each patch: patch k of image b is ``images[b, :, y0:y0 + size, x0:x0 + size]``.
+    Return (B, D): for each image, the mean of the embeddings of its n patches. Call
+    ``embed`` once, on all B * n patches together.
+    """
+    raise NotImplementedError
+
+
+def knn_classify(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                 k: int, temperature: float, n_classes: int) -> torch.Tensor:
+    """The weighted cosine k-nearest-neighbour vote of InstDisc and solo-learn.
+
+    train_x: (N, D), train_y: (N,) int64 labels in [0, n_classes), test_x: (M, D).
+    For each test row q, with s_j the cosine similarity of q and training row j: the k
+    training rows of largest s_j vote for their label with weight exp(s_j / temperature).
+    Return (M,) int64, the label with the largest total weight for each test row.
+    """
+    raise NotImplementedError

@@ -1,0 +1,28 @@
+"""Chapter 7: reference answers (see exercises/ex07_evaluation.py for the tasks)."""
+
+from collections.abc import Callable
+
+import torch
+
+
+def bag_embeddings(embed: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                   corners: torch.Tensor, size: int) -> torch.Tensor:
+    batch, n = corners.shape[:2]
+    # Every size x size window as a view (B, C, H - size + 1, W - size + 1, size, size);
+    # one advanced-indexing read by (image, y0, x0) copies the B * n patches.
+    windows = images.unfold(2, size, 1).unfold(3, size, 1)
+    image = torch.arange(batch).view(batch, 1)
+    patches = windows[image, :, corners[..., 1], corners[..., 0]]  # (B, n, C, size, size)
+    h = embed(patches.reshape(batch * n, *patches.shape[2:]))  # one forward pass
+    return h.view(batch, n, -1).mean(dim=1)
+
+
+def knn_classify(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                 k: int, temperature: float, n_classes: int) -> torch.Tensor:
+    bank = train_x / train_x.norm(dim=1, keepdim=True)
+    query = test_x / test_x.norm(dim=1, keepdim=True)
+    similarity, index = (query @ bank.T).topk(k, dim=1)  # (M, k)
+    weight = (similarity / temperature).exp()
+    votes = torch.zeros(test_x.shape[0], n_classes, dtype=weight.dtype)
+    votes.scatter_add_(1, train_y[index], weight)
+    return votes.argmax(dim=1)
