@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 BOOK_FLAGS := --config book/_config.yml --toc book/_toc.yml --path-output book -W --keep-going
 export COOC_SCALE ?= smoke
 
-.PHONY: help book check-render test lint unit notebooks check-exercises student-copy grade benchmarks clean
+.PHONY: help book check-render test lint unit notebooks check-exercises student-copy grade benchmarks reproduce-cpu clean
 
 help:
 	@echo "make book                     execute every notebook (smoke scale), build book/_build/html"
@@ -18,6 +18,7 @@ help:
 	@echo "make check-exercises [CHAPTER=NN]   check your answers"
 	@echo "make student-copy DEST=dir    copy the committed course without the solutions"
 	@echo "make grade SUBMISSIONS=dir [OUT=grades]   grade a class: grades.csv, Gradescope JSON"
+	@echo "make reproduce-cpu            chapters 5 and 7 from fresh toy runs: chapters/results/*.json"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +62,11 @@ grade: $(STAMP)
 
 benchmarks: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python "$$script"; done
+
+# Chapters 5 and 7 at smoke scale from fresh toy runs, and the bag-embedding benchmark:
+# chapters/results/*.json (each figure with its seed, command, commit and time).
+reproduce-cpu: $(STAMP)
+	$(BIN)/python chapters/results/reproduce_cpu.py
 
 clean:
 	rm -rf book/_build .pytest_cache
