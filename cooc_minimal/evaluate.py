@@ -377,7 +377,7 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     with L-BFGS (strong Wolfe line search) for at most ``max_iter`` iterations, from W = 0.
     The objective is strictly convex, so the result does not depend on a seed; the budget
     reaches its optimum to about 1e-5 in gradient on the course's feature sizes (the tests
-    check it). Runs on ``train_x``'s device, in float32.
+    check it). Runs on ``train_x``'s device, in float32 (also inside an autocast region).
     """
     _check_features("train_x", train_x, "train_y", train_y)
     _check_features("test_x", test_x, "test_y", test_y)
@@ -409,11 +409,12 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
         loss.backward()
         return loss
 
-    with torch.enable_grad():
+    # float32 even inside a caller's autocast region: L-BFGS needs accurate gradients.
+    with torch.enable_grad(), torch.autocast(device.type, enabled=False):
         optimizer.step(objective)
         loss = objective().item()
     head = nn.Sequential(scale, linear).eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(device.type, enabled=False):
         train_acc = accuracy(head(train_x).argmax(dim=1), y)
         test_acc = accuracy(head(test_x.to(device)).argmax(dim=1), test_y.to(device))
     for parameter in head.parameters():
@@ -458,7 +459,8 @@ def knn_classify(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     predictions = []
     for start in range(0, test_x.shape[0], chunk_size):
         query = F.normalize(test_x[start:start + chunk_size].to(device).float(), dim=1)
-        similarity, index = (query @ bank.T).topk(k, dim=1)  # (m, k) each
+        with torch.autocast(device.type, enabled=False):  # float32 similarities
+            similarity, index = (query @ bank.T).topk(k, dim=1)  # (m, k) each
         # exp(s / T), shifted by the row's largest s so that a small T cannot overflow;
         # a common factor per row leaves the vote unchanged.
         weight = ((similarity - similarity[:, :1]) / temperature).exp()
@@ -661,23 +663,22 @@ def evaluate_checkpoint(checkpoint, dataset: str | None = None, data_root: str |
               for split in ("train", "test")}
     counts = sorted(set(patches))
     rows = []
-    with _autocast(where, precision):
-        for space in spaces:
-            features = {}
-            for offset, (split, data) in enumerate(splits.items()):
-                bags, labels = embed_dataset(
+    for space in spaces:
+        features = {}
+        for offset, (split, data) in enumerate(splits.items()):
+            with _autocast(where, precision):  # the network only: probe and kNN in float32
+                features[split] = embed_dataset(
                     model, data, patch_size, counts, space, grid, batch_size,
                     torch.Generator().manual_seed(seed + offset), out_size=out_size,
                     progress=progress, num_workers=num_workers, limit=limit)
-                features[split] = (bags, labels)
-            (train_bags, train_y), (test_bags, test_y) = features["train"], features["test"]
-            n_classes = int(max(train_y.max().item(), test_y.max().item())) + 1
-            for n in counts:
-                probe = linear_probe(train_bags[n], train_y, test_bags[n], test_y, n_classes)
-                knn = knn_classify(train_bags[n], train_y, test_bags[n], k=min(k, len(train_y)),
-                                   temperature=temperature, n_classes=n_classes)
-                rows.append({"space": space, "n_patches": n, "patch_size": patch_size,
-                             "probe_acc": probe.accuracy, "knn_acc": accuracy(knn, test_y)})
+        (train_bags, train_y), (test_bags, test_y) = features["train"], features["test"]
+        n_classes = int(max(train_y.max().item(), test_y.max().item())) + 1
+        for n in counts:
+            probe = linear_probe(train_bags[n], train_y, test_bags[n], test_y, n_classes)
+            knn = knn_classify(train_bags[n], train_y, test_bags[n], k=min(k, len(train_y)),
+                               temperature=temperature, n_classes=n_classes)
+            rows.append({"space": space, "n_patches": n, "patch_size": patch_size,
+                         "probe_acc": probe.accuracy, "knn_acc": accuracy(knn, test_y)})
     return rows
 
 

@@ -544,3 +544,15 @@ def test_cli_reads_an_image_folder(smoke_checkpoint, tmp_path, capsys):
 def test_cli_rejects_bad_patch_counts(smoke_checkpoint, capsys):
     assert E.main(["--checkpoint", str(smoke_checkpoint), "--patches", "1,x"]) == 2
     assert one_sentence(capsys.readouterr().err)
+
+
+def test_probe_and_knn_stay_in_float32_inside_an_autocast_region():
+    train_x, train_y, _ = gaussian_classes(1000, 5)
+    test_x, test_y, _ = gaussian_classes(500, 6)
+    plain = E.linear_probe(train_x, train_y, test_x, test_y)
+    knn = E.knn_classify(train_x, train_y, test_x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = E.linear_probe(train_x, train_y, test_x, test_y)
+        knn_inside = E.knn_classify(train_x, train_y, test_x)
+    assert inside.loss == pytest.approx(plain.loss, rel=1e-6)
+    assert inside.accuracy == plain.accuracy and torch.equal(knn_inside, knn)
