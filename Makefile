@@ -1,4 +1,4 @@
-# The course's commands. `make book` and `make test` need nothing but python3 (3.10+).
+# The course's commands. `make book` and `make test` need nothing but python3 (3.11+).
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
