@@ -21,12 +21,11 @@ import dataclasses
 import difflib
 import json
 import math
+import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 __all__ = ["Config", "ConfigError", "RUNTIME_KEYS", "config_from_dict", "config_to_dict",
            "config_to_toml", "describe_keys", "known_configs", "load_config", "save_config",
