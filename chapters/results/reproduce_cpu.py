@@ -9,7 +9,7 @@ The toy runs are trained from scratch in a fresh folder (``--runs DIR`` to reuse
 ``runs``), so the recorded times include training. The book reads these files; it never
 writes them.
 
-    python chapters/results/reproduce_cpu.py               # about 5 minutes on 2 cores
+    python chapters/results/reproduce_cpu.py               # about 2 minutes on 2 cores
     python chapters/results/reproduce_cpu.py --runs runs --no-benchmark
 """
 
