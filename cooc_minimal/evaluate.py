@@ -576,30 +576,6 @@ def gram_similarity(Z: torch.Tensor, reference: torch.Tensor, p: torch.Tensor,
 
 # ------------------------------------------------------------------------ command line
 
-def load_for_evaluation(path, device: str | torch.device = "cpu"):
-    """``checkpoint.load_model`` with a one-sentence error when the weights do not fit.
-
-    Returns ``(model, config)``. A missing or unreadable file raises what ``checkpoint.py``
-    raises; weights of another architecture than the checkpoint's config describes (a
-    state dict that does not load into the rebuilt model) raise a ``ValueError``.
-    """
-    from cooc_minimal.checkpoint import load_checkpoint, load_model
-
-    try:
-        return load_model(path, device)
-    except RuntimeError as error:
-        if "state_dict" not in str(error):
-            raise
-        state = load_checkpoint(path)
-        config = state["config"]
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        detail = lines[1] if len(lines) > 1 else lines[0]
-        raise ValueError(f"the weights in {path} are not those of the {config.get('arch')!r} "
-                         f"model (projector {config.get('projector')!r}) its config describes "
-                         f"({detail[:120]}): it was saved by another architecture or edited; "
-                         f"evaluate a last.pt written by cooc_minimal.train.") from None
-
-
 def _parse_counts(text: str) -> list[int]:
     try:
         counts = [int(part) for part in text.split(",") if part.strip()]
@@ -642,6 +618,7 @@ def evaluate_checkpoint(checkpoint, dataset: str | None = None, data_root: str |
     "patch_size", "probe_acc", "knn_acc"}``. Bad input raises one sentence
     (FileNotFoundError or ValueError) before the images are embedded.
     """
+    from cooc_minimal.checkpoint import load_model
     from cooc_minimal.data import get_dataset
 
     for space in spaces:
@@ -653,7 +630,7 @@ def evaluate_checkpoint(checkpoint, dataset: str | None = None, data_root: str |
                          "cpu or auto.")
     where = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                          "cpu" if device == "auto" else device)
-    model, cfg = load_for_evaluation(checkpoint, where)
+    model, cfg = load_model(checkpoint, where)  # one sentence for a missing or foreign file
     dataset = dataset or cfg.dataset
     root = data_root or cfg.data_root or None
     patch_size = patch_size or cfg.patch_size
