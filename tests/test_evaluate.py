@@ -556,3 +556,37 @@ def test_probe_and_knn_stay_in_float32_inside_an_autocast_region():
         knn_inside = E.knn_classify(train_x, train_y, test_x)
     assert inside.loss == pytest.approx(plain.loss, rel=1e-6)
     assert inside.accuracy == plain.accuracy and torch.equal(knn_inside, knn)
+
+
+def test_cli_reads_cifar10_files_in_their_real_format(smoke_checkpoint, tmp_path, monkeypatch,
+                                                      capsys):
+    import hashlib
+    import json
+    import pickle
+
+    from torchvision import datasets
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for file in files:  # red images of class 0, blue ones of class 1, rows as CIFAR stores them
+        labels = rng.integers(0, 2, 12)
+        planes = rng.integers(0, 40, (12, 3, 1024))
+        planes[np.arange(12), np.where(labels == 0, 0, 2)] += 200
+        entry = {"batch_label": file, "data": planes.reshape(12, 3072).astype(np.uint8),
+                 "labels": labels.tolist(), "filenames": [f"{i}.png" for i in range(12)]}
+        (folder / file).write_bytes(pickle.dumps(entry, protocol=2))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": ["red", "blue"]}))
+    md5 = {f: hashlib.md5((folder / f).read_bytes()).hexdigest()
+           for f in [*files, "batches.meta"]}
+    cls = datasets.CIFAR10  # torchvision checks each file's md5: expect our small files
+    monkeypatch.setattr(cls, "train_list", [[f, md5[f]] for f in files[:5]])
+    monkeypatch.setattr(cls, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5["batches.meta"]})
+    path = tmp_path / "rows.json"
+    code = E.main(["--checkpoint", str(smoke_checkpoint), "--dataset", "cifar10", "--data-root",
+                   str(tmp_path), "--patches", "4", "--json", str(path), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    (row,) = json.loads(path.read_text())
+    assert row["n_patches"] == 4 and row["probe_acc"] == 1.0 and row["knn_acc"] == 1.0
