@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 "batch_size": batch, "torch": torch.__version__, "repeats": args.repeats,
                 "command": "python benchmarks/bag_embeddings.py"
                            + (" " + " ".join(argv) if argv else ""),
-                "note": "measured on a shared, noisy 2-core machine"}
+                "note": f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} "
+                        f"at the end"}
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     return rows
 
