@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cooc_minimal.local_aggregation import global_pool_features, local_aggregation_features
+from cooc_minimal.models import evaluation_mode
 from cooc_minimal.patches import crop_boxes, grid_boxes, random_patches
 
 SPACES = ("embedding", "projection")
@@ -96,19 +97,6 @@ def _check_patch_size(patch_size: int, height: int, width: int) -> None:
     if patch_size > min(height, width):
         raise ValueError(f"patch_size={patch_size} is larger than the images ({height}x{width}): "
                          f"choose a patch size of at most {min(height, width)}.")
-
-
-@contextlib.contextmanager
-def _inference(model: nn.Module) -> Iterator[None]:
-    """Eval mode (BatchNorm uses its running statistics) and no autograd; restores the modes."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 # ----------------------------------------------------------------------- bag embeddings
@@ -252,7 +240,7 @@ def bag_embeddings(model: nn.Module, images: torch.Tensor | Dataset, patch_size:
     parts: dict[int | None, list[torch.Tensor]] = {}
     from tqdm import tqdm
 
-    with _inference(model), tqdm(total=images.shape[0], unit="img", disable=not progress,
+    with evaluation_mode(model), tqdm(total=images.shape[0], unit="img", disable=not progress,
                                  desc="bag embeddings") as bar:
         for done, bags in _bag_chunks(model, images, patch_size, counts, space, grid,
                                       batch_size, generator, stride, out_size):
@@ -299,7 +287,7 @@ def embed_dataset(model: nn.Module, dataset: Dataset, patch_size: int,
     labels = []
     from tqdm import tqdm
 
-    with _inference(model), tqdm(total=len(dataset), unit="img", disable=not progress,
+    with evaluation_mode(model), tqdm(total=len(dataset), unit="img", disable=not progress,
                                  desc="bag embeddings") as bar:
         for images, targets in loader:
             for done, bags in _bag_chunks(model, images, patch_size, counts, space, grid,
@@ -491,7 +479,7 @@ def multiscale_convergence(model: nn.Module, images: torch.Tensor, patch_size: i
     device = _model_device(model)
     batch_size = batch_size or default_batch_size(model)
     wholes = []
-    with _inference(model):
+    with evaluation_mode(model):
         for start in range(0, images.shape[0], max(1, batch_size // ordered[-1])):
             chunk = _as_float(images[start:start + max(1, batch_size // ordered[-1])].to(device))
             wholes.append(model.embed(chunk, space).float().to(images.device))
@@ -521,7 +509,7 @@ def part_embeddings(model: nn.Module, images: torch.Tensor, parts: torch.Tensor,
                          f"{tile}-pixel tiles, got {tuple(parts.shape)}.")
     tiles = []
     batch_size = batch_size or default_batch_size(model)
-    with _inference(model):
+    with evaluation_mode(model):
         device = _model_device(model)
         per_chunk = max(1, batch_size // parts.shape[1])
         for start in range(0, images.shape[0], per_chunk):

@@ -10,10 +10,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from torch import nn
 
+from cooc_minimal.models import evaluation_mode
 from cooc_minimal.patches import grid_boxes, grid_patches
 
 __all__ = ["pipeline_figure", "Neighbours", "grid_patch_embeddings", "patch_similarity",
@@ -137,19 +137,6 @@ class Neighbours(NamedTuple):
     similarity: torch.Tensor
 
 
-@contextlib.contextmanager
-def _inference(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd; every module's mode is restored afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
 def _check_model_space(model: nn.Module, space: str) -> None:
     if not hasattr(model, "embed"):
         raise ValueError(f"model must be a JointEmbedding (models.build_model or "
@@ -189,7 +176,7 @@ def _embed(model: nn.Module, patches: torch.Tensor, space: str, input_size: int 
     """
     device = next(model.parameters()).device
     out = []
-    with _inference(model):
+    with evaluation_mode(model):
         for start in range(0, patches.shape[0], batch_size):
             chunk = patches[start:start + batch_size].to(device)
             if input_size is not None and input_size != chunk.shape[-1]:

@@ -80,3 +80,15 @@ def test_build_model_every_arch(arch):
 def test_bad_input_gets_one_sentence(call, words):
     with pytest.raises(ValueError, match=words.replace("(", r"\(")):
         call()
+
+
+def test_evaluation_mode_restores_each_modules_mode():
+    from cooc_minimal.models import evaluation_mode
+    model = build_model("tiny", "8", width=4).train()
+    model.projector.eval()  # a mixed state must come back as it was
+    before = [m.training for m in model.modules()]
+    with evaluation_mode(model):
+        assert not any(m.training for m in model.modules())
+        h, _ = model(torch.rand(2, 3, 8, 8))
+        assert not h.requires_grad
+    assert [m.training for m in model.modules()] == before
