@@ -73,6 +73,17 @@ def _snippet(text: str, start: int = 0, width: int = 90) -> str:
     return repr(piece)
 
 
+def _found(rel: str, kind: str, what: str, text: str, match: re.Match) -> Problem:
+    """A problem of `kind` on page `rel`: `what`, then the text around the match."""
+    return Problem(rel, kind, f"{what}: {_snippet(text, match.start())}")
+
+
+def _search(rel: str, kind: str, what: str, pattern: re.Pattern, text: str) -> list[Problem]:
+    """The first match of `pattern` in `text` as a problem, or none."""
+    match = pattern.search(text)
+    return [_found(rel, kind, what, text, match)] if match else []
+
+
 def _is_math(tag: Tag) -> bool:
     return "math" in (tag.get("class") or [])
 
@@ -169,12 +180,9 @@ def check_page(page: Path, root: Path, seen_css: set[Path] | None = None) -> lis
         where = "an output" if in_output else "the text"
         found = RAW_MATH.search(text)
         if found:
-            problems.append(Problem(rel, "raw-math", f"{found.group()!r} in {where}: "
-                                                     f"{_snippet(text, found.start())}"))
-        found = TABLE_SEPARATOR.search(text)
-        if found:
-            problems.append(Problem(rel, "markdown-table", f"raw Markdown table in {where}: "
-                                                           f"{_snippet(text, found.start())}"))
+            problems.append(_found(rel, "raw-math", f"{found.group()!r} in {where}", text, found))
+        problems += _search(rel, "markdown-table", f"raw Markdown table in {where}",
+                            TABLE_SEPARATOR, text)
     # -- outputs: printed tables, LaTeX, errors, object reprs
     for block in _output_blocks(body):
         classes = {c for tag in [block, *block.find_all(True)] for c in (tag.get("class") or [])}
@@ -183,18 +191,11 @@ def check_page(page: Path, root: Path, seen_css: set[Path] | None = None) -> lis
         if classes & {"traceback", "error"}:
             problems.append(Problem(rel, "error", f"an error output: {_snippet(text)}"))
         else:
-            found = ERROR_TEXT.search(text)
-            if found:
-                problems.append(Problem(rel, "error", f"in an output: "
-                                                      f"{_snippet(text, found.start())}"))
-        found = TABLE_SEPARATOR.search(printed)
-        if found:
-            problems.append(Problem(rel, "markdown-table", f"raw Markdown table in an output: "
-                                                           f"{_snippet(printed, found.start())}"))
-        found = PRINTED_LATEX.search(printed)
-        if found:
-            problems.append(Problem(rel, "raw-math", f"LaTeX printed as text in an output: "
-                                                     f"{_snippet(printed, found.start())}"))
+            problems += _search(rel, "error", "in an output", ERROR_TEXT, text)
+        problems += _search(rel, "markdown-table", "raw Markdown table in an output",
+                            TABLE_SEPARATOR, printed)
+        problems += _search(rel, "raw-math", "LaTeX printed as text in an output",
+                            PRINTED_LATEX, printed)
         found = OBJECT_REPR.search(text)
         if found:
             problems.append(Problem(rel, "object-repr", f"{found.group()!r} in an output: end "
