@@ -1,18 +1,24 @@
-"""Where the code runs and how big it runs: device, scale switch and seeding.
+"""Where the code runs and how big it runs: device, precision, scale switch and seeding.
 
 Every notebook and script asks :func:`scale` which budget it has. ``"smoke"``
 means a CPU and a minute per notebook (CI, the book build, a laptop);
 ``"full"`` means a GPU and the paper's settings.
+
+The small helpers that training, evaluation and the figures share live here once:
+:func:`pick_device`, :func:`autocast`, :func:`model_device`, :func:`to_unit_float` and
+:func:`positive_int`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from typing import TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 
 SCALES = ("smoke", "full")
 SCALE_VARIABLE = "COOC_SCALE"
@@ -20,9 +26,72 @@ SCALE_VARIABLE = "COOC_SCALE"
 T = TypeVar("T")
 
 
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 def device() -> torch.device:
     """The device to compute on: the first CUDA GPU when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return pick_device("auto")
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``"auto"`` (CUDA when visible, else the CPU), ``"cpu"`` or ``"cuda"`` as a device.
+
+    Asking for ``"cuda"`` where no GPU is visible is refused with a sentence, not silently
+    run on the CPU. Under ``torchrun`` the CUDA device is ``LOCAL_RANK``'s.
+    """
+    if requested not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {requested!r}.")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device = 'cuda' is not allowed here: no CUDA GPU is visible; use "
+                         "device = 'auto' or 'cpu'.")
+    if requested == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The context a forward pass runs under: bf16 autocast, or nothing (fp32).
+
+    ``precision="auto"`` means bf16 on CUDA and fp32 elsewhere; ``"bf16"`` forces bf16 on
+    any device (a CPU runs it too, at a speed that depends on the CPU).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                         f"{precision!r}.")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter (or buffer); the CPU for an empty model."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (0..255) -> float32 in [0, 1]; floating-point images are returned as is.
+
+    Any other dtype is refused with a sentence that says how to convert it.
+    """
+    if images.dtype == torch.uint8:
+        return images.float().div_(255)
+    if not images.is_floating_point():
+        raise ValueError(f"images must be floating point in [0, 1] or uint8, got "
+                         f"{images.dtype}: convert them with images.float() / 255.")
+    return images
+
+
+def positive_int(name: str, value: object) -> int:
+    """``value`` if it is an integer >= 1 (not a bool); else one sentence naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return value
 
 
 def scale() -> str:
