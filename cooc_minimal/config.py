@@ -13,6 +13,10 @@ Keys are flat (``lr = 0.3``), except the loss's coefficients, a table::
     lam = 30.0
 
 On the command line: ``--set lr=0.1``, ``--set loss=spectral``, ``--set loss_coeffs.lam=10``.
+
+This module is data only: it imports neither torch nor a loss nor a model, so reading and
+checking a config is instant. The coefficients' names and ranges come from the torch-free
+table of :mod:`cooc_minimal.coefficients`, the one the losses check themselves with.
 """
 
 from __future__ import annotations
@@ -27,14 +31,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cooc_minimal.coefficients import LOSS_NAMES, check_coeffs
+
 __all__ = ["Config", "ConfigError", "RUNTIME_KEYS", "config_from_dict", "config_to_dict",
-           "config_to_toml", "describe_keys", "known_configs", "load_config", "save_config",
-           "validate_config"]
+           "config_to_toml", "describe_keys", "known_configs", "load_config",
+           "parse_projector_dims", "save_config", "validate_config"]
 
 DATASETS = ("cifar10", "cifar100", "imagenet100", "imagenet", "imagefolder", "toyworld")
 SMALL_DATASETS = {"cifar10": 32, "cifar100": 32, "toyworld": 32}  # fixed image side
 ARCHS = ("tiny", "resnet18", "resnet34", "resnet50")  # models.ARCHS, without importing torch
-LOSS_NAMES = ("simclr", "spectral", "tcr", "vicreg")  # losses.LOSSES
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": DATASETS,
     "arch": ARCHS,
@@ -173,34 +178,34 @@ def _check_choice(key: str, value: str) -> None:
                           f"{', '.join(choices)}.")
 
 
-def _check_loss_coeffs(cfg: Config) -> None:
-    # The loss itself knows its coefficients and their ranges: ask it on a tiny input.
-    import torch
+def parse_projector_dims(dims: str) -> list[int]:
+    """``"4096-128"`` -> ``[4096, 128]``; ``""`` -> ``[]`` (no projector). Torch-free.
 
-    from cooc_minimal.losses import LOSSES
-
-    z = torch.randn(4, 2, 3, generator=torch.Generator().manual_seed(0))
-    try:
-        value = LOSSES[cfg.loss](z, **cfg.loss_coeffs)
-    except ValueError as error:
-        raise ConfigError(f"loss_coeffs = {cfg.loss_coeffs} does not suit loss = "
-                          f"{cfg.loss!r}: {error}") from None
-    if not torch.isfinite(value):
-        raise ConfigError(f"loss_coeffs = {cfg.loss_coeffs} make the {cfg.loss} loss "
-                          f"{value.item()}: use finite, positive coefficients.")
-
-
-def validate_config(cfg: Config, world_size: int = 1) -> Config:
-    """Check every field of ``cfg`` (types, choices, ranges, how they fit together).
-
-    ``world_size``: the number of processes that will share the batch. Returns ``cfg``;
-    raises :class:`ConfigError` with one sentence at the first bad value.
+    Raises a ValueError with one sentence unless ``dims`` is positive integers joined by '-'.
     """
+    text = dims.strip() if isinstance(dims, str) else None
+    if text is None:
+        raise ValueError(f"projector dims must be a string such as '4096-128', got {dims!r}.")
+    if not text:
+        return []
+    parts = [part.strip() for part in text.split("-")]
+    # isascii: str.isdigit also accepts digits such as '²' that int() refuses.
+    if not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"projector dims {dims!r} is not a list of positive integers joined by "
+                         f"'-': write it like '4096-128' or '8192-8192-8192'.")
+    return [int(p) for p in parts]
+
+
+def _coerced(cfg: Config) -> Config:
+    """A new Config holding ``cfg``'s values as their fields' types (loss_coeffs copied)."""
     if not isinstance(cfg, Config):
         raise ConfigError(f"expected a Config, got {type(cfg).__name__}: build one with "
                           f"load_config(name) or Config(...).")
-    for key in FIELDS:
-        setattr(cfg, key, _coerce(key, getattr(cfg, key)))
+    return dataclasses.replace(cfg, **{key: _coerce(key, getattr(cfg, key)) for key in FIELDS})
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Each field alone: choices, signs, bounds."""
     for key in CHOICES:
         _check_choice(key, getattr(cfg, key))
     for key in ("image_size", "width", "patch_size", "n_patches", "batch_size", "epochs",
@@ -219,6 +224,10 @@ def validate_config(cfg: Config, world_size: int = 1) -> Config:
         _check(math.isfinite(value) and value >= 0, key, value,
                "it must be a finite number >= 0")
     _check(cfg.momentum < 1, "momentum", cfg.momentum, "it must be below 1")
+
+
+def _check_fit(cfg: Config) -> None:
+    """How the fields fit together: learning rates, epochs, patches and images."""
     _check(cfg.final_lr <= cfg.lr, "final_lr", cfg.final_lr,
            f"it must not exceed lr = {cfg.lr}")
     _check(cfg.warmup_epochs <= cfg.epochs, "warmup_epochs", cfg.warmup_epochs,
@@ -235,18 +244,43 @@ def validate_config(cfg: Config, world_size: int = 1) -> Config:
     _check(cfg.train_images == 0 or cfg.train_images >= cfg.batch_size, "train_images",
            cfg.train_images, f"fewer images than one batch of batch_size = {cfg.batch_size}")
     try:
-        from cooc_minimal.models import parse_dims
-
-        parse_dims(cfg.projector)
+        parse_projector_dims(cfg.projector)
     except ValueError as error:
         raise ConfigError(f"projector = {cfg.projector!r} is not allowed: {error}") from None
+
+
+def _check_world(cfg: Config, world_size: int) -> None:
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
         raise ConfigError(f"world_size must be a positive integer, got {world_size!r}.")
     _check(cfg.batch_size % world_size == 0, "batch_size", cfg.batch_size,
            f"it must be divisible by the {world_size} processes sharing it; use a multiple "
            f"of {world_size}")
-    _check_loss_coeffs(cfg)
-    return cfg
+
+
+def _check_loss_coeffs(cfg: Config) -> None:
+    # The losses' own table (names, ranges), without running a loss or importing torch.
+    try:
+        check_coeffs(cfg.loss, cfg.loss_coeffs)
+    except ValueError as error:
+        raise ConfigError(f"loss_coeffs = {cfg.loss_coeffs} does not suit loss = "
+                          f"{cfg.loss!r}: {error}") from None
+
+
+def validate_config(cfg: Config, world_size: int = 1) -> Config:
+    """A checked copy of ``cfg``: every field coerced to its type and checked.
+
+    Checks types, choices, ranges and how the fields fit together, the projector's widths
+    and the loss's coefficients. ``world_size``: the number of processes that will share
+    the batch. Returns a new Config (ints where a number is expected become floats,
+    ``loss_coeffs`` is a new dict); ``cfg`` itself is never changed. Raises
+    :class:`ConfigError` with one sentence at the first bad value.
+    """
+    checked = _coerced(cfg)
+    _check_ranges(checked)
+    _check_fit(checked)
+    _check_world(checked, world_size)
+    _check_loss_coeffs(checked)
+    return checked
 
 
 # ------------------------------------------------------------------------- TOML and dicts

@@ -7,7 +7,11 @@ Proposition 3.1 of Chen et al. (2023) reads every loss here as
 
 Two-view losses take ``z1, z2: (N, D)``, row i of each projected from a view of image i.
 Multi-patch losses take ``z: (B, n, D)``, the projections of n patches of each of B images.
-Every function returns a 0-dim tensor and is differentiable.
+Every loss returns a 0-dim tensor and is differentiable. The terms the losses are built
+from are public too, for the course to show and for readers to reuse: ``variance_term`` and
+``covariance_term`` (VICReg's v and c), ``coding_rate`` (R of TCR, via ``LogDetSPD``) and
+``nt_xent`` (SimCLR's multi-positive form); so are the four multi-patch losses,
+``multipatch_spectral_loss`` and its siblings, which :func:`multipatch_loss` dispatches to.
 
 Conventions shared by every function:
 
@@ -16,8 +20,11 @@ Conventions shared by every function:
   covariance) lose most of their digits in bfloat16. Chapter 3 shows it on TCR.
 - **Checks.** Bad input (a wrong shape, an empty batch or N < 2, NaN or inf, two views of
   different dtypes or devices, a NaN, infinite or negative coefficient) raises a
-  ``ValueError`` naming the argument before any work. The finiteness check costs one
-  ``torch.isfinite(...).all()`` per call, the only host-device synchronisation a loss makes.
+  ``ValueError`` naming the argument before any work. Coefficients are checked against the
+  torch-free table of :mod:`cooc_minimal.coefficients` (:func:`check_coeffs`, also used by
+  the run configuration), so each name and range is written once. The finiteness check
+  costs one ``torch.isfinite(...).all()`` per call, the only host-device synchronisation a
+  loss makes; the term functions skip it (their callers, the losses, make it once).
 - **Several processes.** When ``torch.distributed`` is initialised, each rank passes its own
   slice of the batch (the same N on every rank). Batch statistics (VICReg's variance and
   covariance, the coding rate, the negatives of the spectral and SimCLR losses) use the
@@ -32,7 +39,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -40,17 +46,34 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from cooc_minimal.coefficients import (
+    COEFFICIENTS,
+    TCR_EPS,
+    UnknownLossError,
+    check_coeffs,
+    check_loss_name,
+)
 from cooc_minimal.distributed import gather_with_grad, rank
 
 __all__ = [
     "LOSSES",
     "TCR_EPS",
+    "LogDetSPD",
     "UnknownLossError",
     "VICRegTerms",
+    "check_coeffs",
+    "coding_rate",
+    "covariance_term",
     "multipatch_loss",
+    "multipatch_simclr_loss",
+    "multipatch_spectral_loss",
+    "multipatch_tcr_loss",
+    "multipatch_vicreg_loss",
+    "nt_xent",
     "simclr_loss",
     "spectral_loss",
     "tcr_loss",
+    "variance_term",
     "vicreg_loss",
     "vicreg_terms",
 ]
@@ -103,16 +126,24 @@ def _check_pair(z1, z2) -> None:
     _check_finite(z1=z1, z2=z2)
 
 
-def _check_coefficient(name: str, value, strict: bool = False) -> None:
-    """A loss coefficient: a finite real number, > 0 if ``strict`` else >= 0."""
-    bound = "> 0" if strict else ">= 0"
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not math.isfinite(value) or value < 0 or (strict and value == 0)):
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
+def _check_batches(z) -> None:
+    """z: (..., N, D), one batch or a stack of them, for a term function (no sync)."""
+    if not isinstance(z, torch.Tensor) or z.dim() < 2 or not z.is_floating_point():
+        got = (f"shape {tuple(z.shape)} and dtype {z.dtype}" if isinstance(z, torch.Tensor)
+               else f"a {type(z).__name__}")
+        raise ValueError(f"z must be a floating-point torch.Tensor of shape (..., N, D), "
+                         f"got {got}.")
+    if z.shape[-2] < 2 or z.shape[-1] < 1:
+        raise ValueError(f"z has shape {tuple(z.shape)}: each batch needs at least 2 rows "
+                         f"and 1 column (shape (..., N, D) with N >= 2, D >= 1).")
 
 
-def _check_positive(name: str, value: float) -> None:
-    _check_coefficient(name, value, strict=True)
+def _check_patches(z) -> None:
+    """z: (B, n, D) with B >= 2 images of n >= 2 patches (no finiteness check: no sync)."""
+    _check_tensor("z", z, 3, "(B, n, D)")
+    if z.shape[1] < 2:
+        raise ValueError(f"z has shape {tuple(z.shape)}: the multi-patch objective needs at "
+                         f"least 2 patches per image (shape (B, n, D) with n >= 2).")
 
 
 def _float32_or_wider(fn: Callable) -> Callable:
@@ -173,7 +204,7 @@ def spectral_loss(z1: torch.Tensor, z2: torch.Tensor, lam: float = 1.0) -> torch
     The minimisers scale with lam: lam = 1 gives the lam = 1/2 embedding divided by sqrt(2).
     """
     _check_pair(z1, z2)
-    _check_coefficient("lam", lam)
+    check_coeffs("spectral", {"lam": lam})
     z1, z2 = _upcast(z1), _upcast(z2)
     n = z1.shape[0]
     positive = (z1 * z2).sum(dim=1)                             # (N,)
@@ -193,19 +224,29 @@ class VICRegTerms(NamedTuple):
     covariance: torch.Tensor
 
 
-def _variance(z: torch.Tensor, gamma: float, eps: float) -> torch.Tensor:
-    """v(Z) per batch: z (..., N, D) -> (...,) = mean_j relu(gamma - sqrt(Var(Z[:, j]) + eps))."""
-    std = torch.sqrt(z.var(dim=-2, unbiased=True) + eps)
+@_float32_or_wider
+def variance_term(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
+    """VICReg's v(Z) of each batch: z (..., N, D) -> (...,).
+
+    v(Z) = mean_j relu(gamma - sqrt(Var(Z[:, j]) + eps)), Var the unbiased variance over the
+    N rows. A stack of batches (the multi-patch form's n batches Z_i) is one call.
+    """
+    check_coeffs("vicreg", {"gamma": gamma, "eps": eps})
+    _check_batches(z)
+    std = torch.sqrt(_upcast(z).var(dim=-2, unbiased=True) + eps)     # (..., D)
     return F.relu(gamma - std).mean(dim=-1)
 
 
-def _covariance(z: torch.Tensor) -> torch.Tensor:
-    """c(Z) per batch: z (..., N, D) -> (...,) = (1/D) sum_{i != j} C_ij^2.
+@_float32_or_wider
+def covariance_term(z: torch.Tensor) -> torch.Tensor:
+    """VICReg's c(Z) of each batch: z (..., N, D) -> (...,) = (1/D) sum_{i != j} C_ij^2.
 
     C = Zc^T Zc / (N - 1) is D x D. When N < D the N x N Gram matrix is cheaper, and
     ||Zc^T Zc||_F = ||Zc Zc^T||_F (the duality of chapter 2), so
     sum_{i != j} C_ij^2 = ||Zc Zc^T||_F^2 / (N-1)^2 - sum_j C_jj^2.
     """
+    _check_batches(z)
+    z = _upcast(z)
     n, d = z.shape[-2], z.shape[-1]
     centred = z - z.mean(dim=-2, keepdim=True)
     if n < d:
@@ -226,12 +267,12 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, gamma: float = 1.0,
     variance = v(Z1) + v(Z2) and covariance = c(Z1) + c(Z2).
     """
     _check_pair(z1, z2)
-    _check_coefficient("gamma", gamma)
-    _check_positive("eps", eps)
+    check_coeffs("vicreg", {"gamma": gamma, "eps": eps})
     z1, z2 = _upcast(z1), _upcast(z2)
     invariance = (z1 - z2).square().mean()
     both = gather_with_grad(torch.stack([z1, z2]).transpose(0, 1)).transpose(0, 1)  # (2, N, D)
-    return VICRegTerms(invariance, _variance(both, gamma, eps).sum(), _covariance(both).sum())
+    return VICRegTerms(invariance, variance_term(both, gamma, eps).sum(),
+                       covariance_term(both).sum())
 
 
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, inv_coeff: float = 25.0,
@@ -251,21 +292,20 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, inv_coeff: float = 25.0,
     (v(Z1) + v(Z2)) / 2, so its var_coeff = 25 is var_coeff = 12.5 here. Invariance is the
     similarity term; variance and covariance are the regulariser.
     """
-    for name, value in (("inv_coeff", inv_coeff), ("var_coeff", var_coeff),
-                        ("cov_coeff", cov_coeff)):
-        _check_coefficient(name, value)
+    check_coeffs("vicreg", {"inv_coeff": inv_coeff, "var_coeff": var_coeff,
+                            "cov_coeff": cov_coeff})
     inv, var, cov = vicreg_terms(z1, z2, gamma=gamma, eps=eps)
     return inv_coeff * inv + var_coeff * var + cov_coeff * cov
 
 
-class _LogDetSPD(torch.autograd.Function):
+class LogDetSPD(torch.autograd.Function):
     """logdet of symmetric positive-definite matrices a: (..., K, K) -> (...,).
 
-    I + c Z Z^T has eigenvalues >= 1, so Cholesky cannot fail and costs half of LU:
-    logdet = 2 sum log diag(L). ``cholesky_ex`` skips the error check, which on a GPU would
-    wait for the device. Autograd through ``cholesky`` would run triangular solves for a full
-    gradient of L; the gradient of logdet is simply a^{-1}, read off L with
-    ``cholesky_inverse``: about 3x faster backward at K = 1024-2048 on a CPU.
+    Call it as ``LogDetSPD.apply(a)``. I + c Z Z^T has eigenvalues >= 1, so Cholesky cannot
+    fail and costs half of LU: logdet = 2 sum log diag(L). ``cholesky_ex`` skips the error
+    check, which on a GPU would wait for the device. Autograd through ``cholesky`` would run
+    triangular solves for a full gradient of L; the gradient of logdet is simply a^{-1},
+    read off L with ``cholesky_inverse``: about 3x faster backward at K = 1024-2048 on a CPU.
     """
 
     @staticmethod
@@ -281,24 +321,34 @@ class _LogDetSPD(torch.autograd.Function):
         return grad[..., None, None] * torch.cholesky_inverse(chol)
 
 
-def _coding_rate(z: torch.Tensor, eps: float, gram: str) -> torch.Tensor:
-    """R(Z) per batch: z (..., N, D) -> (...,) = 1/2 logdet(I_D + D / (N eps^2) Z^T Z)."""
+_GRAMS = ("auto", "samples", "features")
+
+
+def _check_gram(gram: str) -> None:
+    if gram not in _GRAMS:
+        raise ValueError(f"gram must be 'auto', 'samples' or 'features', got {gram!r}.")
+
+
+@_float32_or_wider
+def coding_rate(z: torch.Tensor, eps: float = TCR_EPS, gram: str = "auto") -> torch.Tensor:
+    """R(Z) of each batch: z (..., N, D) -> (...,) = 1/2 logdet(I_D + D / (N eps^2) Z^T Z).
+
+    The rows of this call only: :func:`tcr_loss` gathers every process's rows first.
+    ``gram``: "auto" factors the smaller matrix (see :func:`tcr_loss`).
+    """
+    check_coeffs("tcr", {"eps": eps})
+    _check_gram(gram)
+    _check_batches(z)
+    z = _upcast(z)
     n, d = z.shape[-2], z.shape[-1]
     if gram == "auto":
         gram = "samples" if n < d else "features"
     if gram == "samples":      # I_N + c Z Z^T: same determinant, N x N
         m = z @ z.transpose(-1, -2)
-    elif gram == "features":   # I_D + c Z^T Z: the definition, D x D
+    else:                      # I_D + c Z^T Z: the definition, D x D
         m = z.transpose(-1, -2) @ z
-    else:
-        raise ValueError(f"gram must be 'auto', 'samples' or 'features', got {gram!r}.")
     eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
-    return 0.5 * _LogDetSPD.apply(eye + d / (n * eps**2) * m)
-
-
-#: TCR's default distortion: EMP-SSL's ``--eps 0.2`` is eps^2 (its code divides by 0.2 where
-#: eps^2 stands), so the library's eps, which is squared, is sqrt(0.2) = 0.447...
-TCR_EPS = math.sqrt(0.2)
+    return 0.5 * LogDetSPD.apply(eye + d / (n * eps**2) * m)
 
 
 @_float32_or_wider
@@ -319,13 +369,21 @@ def tcr_loss(z: torch.Tensor, eps: float = TCR_EPS, *, gram: str = "auto") -> to
     wider, even under autocast.
     """
     _check_tensor("z", z, 2, "(N, D)")
-    _check_positive("eps", eps)
+    check_coeffs("tcr", {"eps": eps})
+    _check_gram(gram)
     _check_finite(z=z)
-    return -_coding_rate(gather_with_grad(_upcast(z)), eps, gram)
+    return -coding_rate(gather_with_grad(_upcast(z)), eps, gram)
 
 
-def _nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Multi-positive NT-Xent of z: (B, n, D); see :func:`simclr_loss` and the multi-patch form."""
+@_float32_or_wider
+def nt_xent(z: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Multi-positive NT-Xent of z: (B, n, D) -> 0-dim; each patch's positives are its image's.
+
+    See :func:`simclr_loss` (n = 2) and :func:`multipatch_simclr_loss` for the formula.
+    """
+    check_coeffs("simclr", {"temperature": temperature})
+    _check_patches(z)
+    z = _upcast(z)
     b, n, _ = z.shape
     unit = F.normalize(z, dim=-1)                                  # (B, n, D)
     everyone, start = _global_rows(unit)                           # (B_all, n, D)
@@ -355,33 +413,17 @@ def simclr_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) ->
     positive) is the regulariser. Invariant to rescaling each row of z by a positive number.
     """
     _check_pair(z1, z2)
-    _check_positive("temperature", temperature)
-    return _nt_xent(torch.stack([_upcast(z1), _upcast(z2)], dim=1), temperature)
+    check_coeffs("simclr", {"temperature": temperature})
+    return nt_xent(torch.stack([_upcast(z1), _upcast(z2)], dim=1), temperature)
 
 
 # --------------------------------------------------------------------- multi-patch losses
 
-_DEFAULTS: dict[str, dict[str, float | bool | str]] = {
-    "spectral": {"lam": 1.0, "mean": "all"},
-    "vicreg": {"inv_coeff": 25.0, "var_coeff": 25.0, "cov_coeff": 1.0, "gamma": 1.0,
-               "eps": 1e-4},
-    "tcr": {"lam": 30.0, "eps": TCR_EPS, "normalize": True},
-    "simclr": {"temperature": 0.1},
-}
-_STRICTLY_POSITIVE = {"eps", "temperature"}
-_MEANS = ("all", "leave_one_out")
-
-
-def _check_coefficients(kind: str, coeffs: dict) -> None:
-    for name, value in coeffs.items():
-        if name == "mean":
-            if value not in _MEANS:
-                raise ValueError(f"mean must be 'all' or 'leave_one_out', got {value!r}.")
-        elif name == "normalize":
-            if not isinstance(value, bool):
-                raise ValueError(f"normalize must be True or False, got {value!r}.")
-        else:
-            _check_coefficient(name, value, strict=name in _STRICTLY_POSITIVE)
+def _checked_patches(z) -> torch.Tensor:
+    """z: (B, n, D) checked (shape, dtype, finite) and in float32 or wider."""
+    _check_patches(z)
+    _check_finite(z=z)
+    return _upcast(z)
 
 
 def _by_patch_index(z: torch.Tensor) -> torch.Tensor:
@@ -389,7 +431,25 @@ def _by_patch_index(z: torch.Tensor) -> torch.Tensor:
     return z.transpose(0, 1)
 
 
-def _multipatch_spectral(z: torch.Tensor, lam: float, mean: str) -> torch.Tensor:
+@_float32_or_wider
+def multipatch_spectral_loss(z: torch.Tensor, lam: float = 1.0, mean: str = "all"
+                             ) -> torch.Tensor:
+    """The multi-patch spectral loss of z: (B, n, D) -> 0-dim.
+
+    With zbar_b = mean_i z_bi the image's mean projection::
+
+        -mean_{b,i} <z_bi, zbar_b>  +  lam * mean_i mean_{b != c} <z_bi, z_ci>^2
+
+    zbar_b includes z_bi itself, so the similarity term holds a self-pair part:
+    <z_bi, zbar_b> = ((n-1)/n) <z_bi, zbar_b^{-i}> + ||z_bi||^2 / n, with zbar_b^{-i} the
+    mean of the image's n - 1 other patches. In Proposition 3.1's terms the co-occurrence
+    target becomes ((n-1)/n) P + diag(p)/n (every patch also "co-occurs" with itself);
+    chapter 3 works it out. EMP-SSL-style training keeps it (one mean per image, and a
+    weight 1/n that shrinks with many patches). ``mean="leave_one_out"`` compares each
+    patch with zbar_b^{-i} instead, the unbiased estimate of the target P.
+    """
+    check_coeffs("spectral", {"lam": lam, "mean": mean})
+    z = _checked_patches(z)
     b, n = z.shape[:2]
     total = z.sum(dim=1, keepdim=True)                                   # (B, 1, D)
     if mean == "all":
@@ -402,33 +462,77 @@ def _multipatch_spectral(z: torch.Tensor, lam: float, mean: str) -> torch.Tensor
     columns = torch.arange(everyone.shape[0], device=z.device)
     same_image = columns == (torch.arange(b, device=z.device) + start)[:, None]
     negatives = squared.masked_fill(same_image, 0.0).sum()
-    return similarity + lam * negatives / (z.shape[1] * b * (everyone.shape[0] - 1))
+    return similarity + lam * negatives / (n * b * (everyone.shape[0] - 1))
 
 
-def _multipatch_vicreg(z: torch.Tensor, inv_coeff: float, var_coeff: float, cov_coeff: float,
-                       gamma: float, eps: float) -> torch.Tensor:
+@_float32_or_wider
+def multipatch_vicreg_loss(z: torch.Tensor, inv_coeff: float = 25.0, var_coeff: float = 25.0,
+                           cov_coeff: float = 1.0, gamma: float = 1.0,
+                           eps: float = 1e-4) -> torch.Tensor:
+    """The multi-patch VICReg loss of z: (B, n, D) -> 0-dim.
+
+    With v and c as in :func:`vicreg_loss` (:func:`variance_term`, :func:`covariance_term`)
+    and Z_i = z[:, i] the batch of patch i of every image::
+
+        inv_coeff * mean_{b,i,d} (z_bid - zbar_bd)^2
+        + var_coeff * mean_i v(Z_i)  +  cov_coeff * mean_i c(Z_i)
+
+    With n = 2 it has a quarter of the two-view invariance and half its variance and
+    covariance terms (means over the n indices, not sums over two views).
+    """
+    check_coeffs("vicreg", {"inv_coeff": inv_coeff, "var_coeff": var_coeff,
+                            "cov_coeff": cov_coeff, "gamma": gamma, "eps": eps})
+    z = _checked_patches(z)
     invariance = (z - z.mean(dim=1, keepdim=True)).square().mean()
     per_index = _by_patch_index(gather_with_grad(z))                     # (n, B_all, D)
-    variance = _variance(per_index, gamma, eps).mean()
-    covariance = _covariance(per_index).mean()
+    variance = variance_term(per_index, gamma, eps).mean()
+    covariance = covariance_term(per_index).mean()
     return inv_coeff * invariance + var_coeff * variance + cov_coeff * covariance
 
 
-def _multipatch_tcr(z: torch.Tensor, lam: float, eps: float, normalize: bool) -> torch.Tensor:
+@_float32_or_wider
+def multipatch_tcr_loss(z: torch.Tensor, lam: float = 30.0, eps: float = TCR_EPS,
+                        normalize: bool = True) -> torch.Tensor:
+    """The multi-patch TCR loss of z: (B, n, D) -> 0-dim (EMP-SSL's objective).
+
+    Defaults are appendix C's CIFAR values; EMP-SSL's ``--eps 0.2`` is eps^2, see
+    :func:`tcr_loss`. With Z_i = z[:, i] the batch of patch i of every image::
+
+        mean_i tcr_loss(Z_i, eps)  -  lam * mean_{b,i} cos(z_bi, zbar_b)
+
+    With ``normalize`` each z_bi is first divided by its norm, as EMP-SSL does; without
+    it the coding rate grows without bound as z is scaled up.
+    """
+    check_coeffs("tcr", {"lam": lam, "eps": eps, "normalize": normalize})
+    z = _checked_patches(z)
     if normalize:
         z = F.normalize(z, dim=-1)
     mean = z.mean(dim=1, keepdim=True).expand_as(z)
     similarity = F.cosine_similarity(z, mean, dim=-1).mean()
-    rates = _coding_rate(_by_patch_index(gather_with_grad(z)), eps, "auto")  # (n,)
+    rates = coding_rate(_by_patch_index(gather_with_grad(z)), eps)       # (n,)
     return -rates.mean() - lam * similarity
 
 
-def _multipatch_simclr(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    return _nt_xent(z, temperature)
+@_float32_or_wider
+def multipatch_simclr_loss(z: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """The multi-patch SimCLR loss of z: (B, n, D) -> 0-dim: NT-Xent over the B n patches.
+
+    With u = z / ||z|| and s = <u, u'> / temperature, patch (b, i) has as positives the
+    n - 1 other patches of image b, and as negatives every patch of every other image::
+
+        mean_{b,i} [ -1/(n-1) sum_{j != i} s(bi, bj) + log sum_{(c,k) != (b,i)} exp s(bi, ck) ]
+
+    Its similarity term is an affine function of <u_bi, mean_j u_bj>, the cosine-like
+    similarity to the image's mean; with n = 2 it is :func:`simclr_loss` exactly.
+    """
+    check_coeffs("simclr", {"temperature": temperature})
+    return nt_xent(_checked_patches(z), temperature)
 
 
-_MULTIPATCH = {"spectral": _multipatch_spectral, "vicreg": _multipatch_vicreg,
-               "tcr": _multipatch_tcr, "simclr": _multipatch_simclr}
+_MULTIPATCH: dict[str, Callable[..., torch.Tensor]] = {
+    "simclr": multipatch_simclr_loss, "spectral": multipatch_spectral_loss,
+    "tcr": multipatch_tcr_loss, "vicreg": multipatch_vicreg_loss}
+assert set(_MULTIPATCH) == set(COEFFICIENTS), "every loss needs its coefficients' table"
 
 
 @_float32_or_wider
@@ -437,77 +541,30 @@ def multipatch_loss(z: torch.Tensor, kind: str, **coeffs: float) -> torch.Tensor
 
     z: (B, n, D), z_bi the projection of patch i of image b; zbar_b = mean_i z_bi is the
     image's mean projection (a "bag", kept in the graph, not detached). Z_i = z[:, i, :] is
-    the (B, D) batch of patch i of every image. ``kind`` and its coefficients (defaults in
-    brackets):
+    the (B, D) batch of patch i of every image. ``kind`` names the loss, and ``coeffs`` are
+    its keyword coefficients (defaults in :data:`cooc_minimal.coefficients.COEFFICIENTS`):
 
-    ``"spectral"`` (lam = 1, mean = "all")::
+    - ``"spectral"``: :func:`multipatch_spectral_loss` (lam = 1, mean = "all");
+    - ``"vicreg"``: :func:`multipatch_vicreg_loss` (inv_coeff = 25, var_coeff = 25,
+      cov_coeff = 1, gamma = 1, eps = 1e-4);
+    - ``"tcr"``: :func:`multipatch_tcr_loss` (lam = 30, eps = sqrt(0.2), normalize = True);
+    - ``"simclr"``: :func:`multipatch_simclr_loss` (temperature = 0.1).
 
-        -mean_{b,i} <z_bi, zbar_b>  +  lam * mean_i mean_{b != c} <z_bi, z_ci>^2
-
-      zbar_b includes z_bi itself, so the similarity term holds a self-pair part:
-      <z_bi, zbar_b> = ((n-1)/n) <z_bi, zbar_b^{-i}> + ||z_bi||^2 / n, with zbar_b^{-i} the
-      mean of the image's n - 1 other patches. In Proposition 3.1's terms the co-occurrence
-      target becomes ((n-1)/n) P + diag(p)/n (every patch also "co-occurs" with itself);
-      chapter 3 works it out. EMP-SSL-style training keeps it (one mean per image, and a
-      weight 1/n that shrinks with many patches). ``mean="leave_one_out"`` compares each
-      patch with zbar_b^{-i} instead, the unbiased estimate of the target P.
-
-    ``"vicreg"`` (inv_coeff = 25, var_coeff = 25, cov_coeff = 1, gamma = 1, eps = 1e-4),
-    with v and c as in :func:`vicreg_loss`::
-
-        inv_coeff * mean_{b,i,d} (z_bid - zbar_bd)^2
-        + var_coeff * mean_i v(Z_i)  +  cov_coeff * mean_i c(Z_i)
-
-    ``"tcr"`` (lam = 30, eps = sqrt(0.2), normalize = True; appendix C's CIFAR values and
-    EMP-SSL's objective; EMP-SSL's ``--eps 0.2`` is eps^2, see :func:`tcr_loss`)::
-
-        mean_i tcr_loss(Z_i, eps)  -  lam * mean_{b,i} cos(z_bi, zbar_b)
-
-      With ``normalize`` each z_bi is first divided by its norm, as EMP-SSL does; without
-      it the coding rate grows without bound as z is scaled up.
-
-    ``"simclr"`` (temperature = 0.1): multi-positive NT-Xent over the B n patches. With
-    u = z / ||z|| and s = <u, u'> / temperature, patch (b, i) has as positives the n - 1
-    other patches of image b, and as negatives every patch of every other image::
-
-        mean_{b,i} [ -1/(n-1) sum_{j != i} s(bi, bj) + log sum_{(c,k) != (b,i)} exp s(bi, ck) ]
-
-      Its similarity term is an affine function of <u_bi, mean_j u_bj>, the cosine-like
-      similarity to the image's mean; with n = 2 it is :func:`simclr_loss` exactly.
-
-    With n = 2, the VICReg form has a quarter of the two-view invariance and half its
-    variance and covariance terms (means over the n indices, not sums over two views).
+    An unknown kind or coefficient, or a coefficient out of range, is one sentence.
     """
     if kind not in _MULTIPATCH:
         raise ValueError(f"kind={kind!r} is not a multi-patch loss: choose one of "
                          f"{', '.join(sorted(_MULTIPATCH))}.")
-    unknown = sorted(set(coeffs) - set(_DEFAULTS[kind]))
-    if unknown:
-        raise ValueError(f"multipatch_loss(kind={kind!r}) does not take {', '.join(unknown)}: "
-                         f"its coefficients are {', '.join(_DEFAULTS[kind])}.")
-    coeffs = {**_DEFAULTS[kind], **coeffs}
-    _check_coefficients(kind, coeffs)
-    _check_tensor("z", z, 3, "(B, n, D)")
-    if z.shape[1] < 2:
-        raise ValueError(f"z has shape {tuple(z.shape)}: the multi-patch objective needs at "
-                         f"least 2 patches per image (shape (B, n, D) with n >= 2).")
-    _check_finite(z=z)
-    return _MULTIPATCH[kind](_upcast(z), **coeffs)
+    check_coeffs(kind, coeffs)
+    return _MULTIPATCH[kind](z, **coeffs)
 
 
 # ------------------------------------------------------------------------------ registry
 
-class UnknownLossError(KeyError, ValueError):
-    """An unknown name was looked up in :data:`LOSSES` (both a KeyError and a ValueError)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 class _Registry(dict):
     def __missing__(self, name: str):
-        raise UnknownLossError(f"There is no loss called {name!r}: the known losses are "
-                               f"{', '.join(sorted(self))}.")
+        check_loss_name(name)  # an unknown name: UnknownLossError, with the known names
+        raise KeyError(name)
 
 
 #: name -> loss of z: (B, n, D), the projections of n patches (or views) of B images, with

@@ -1,6 +1,7 @@
 """The shipped configs against appendix C (written out here independently), and every bad value's
 sentence, before any work, on the command line as well as from Python."""
 
+import copy
 import math
 import subprocess
 import sys
@@ -219,3 +220,64 @@ def test_help_explains_every_option_and_key(capsys):
         assert option in text
     for key in C.FIELDS:
         assert f"\n  {key} " in text, key
+
+
+# ------------------------------------------------- validation returns a new, coerced Config
+
+def test_validate_config_returns_a_coerced_copy_and_leaves_its_argument_alone():
+    given = C.Config(lr=1, final_lr=0, loss="tcr", loss_coeffs={"lam": 30, "normalize": True})
+    before = copy.deepcopy(given)
+    checked = C.validate_config(given, world_size=2)
+    assert checked is not given and checked.loss_coeffs is not given.loss_coeffs
+    assert given == before and type(given.lr) is int and type(given.loss_coeffs["lam"]) is int
+    assert checked == given  # equal values: 1 == 1.0
+    assert type(checked.lr) is float and type(checked.final_lr) is float
+    assert checked.loss_coeffs == {"lam": 30.0, "normalize": True}
+    assert type(checked.loss_coeffs["lam"]) is float
+    assert C.validate_config(checked) == checked  # validating twice changes nothing
+
+
+def test_a_refused_config_is_left_unchanged():
+    given = C.Config(lr=2, loss_coeffs={"var_coeff": -1})
+    before = copy.deepcopy(given)
+    with pytest.raises(C.ConfigError, match="var_coeff must be a finite number >= 0"):
+        C.validate_config(given)
+    assert given == before and type(given.lr) is int
+
+
+# ------------------------------------------------------------ config is data: no torch
+
+def test_reading_and_refusing_configs_imports_no_torch():
+    script = ("import sys\n"
+              "from cooc_minimal import config as C\n"
+              "assert 'torch' not in sys.modules, 'importing config imported torch'\n"
+              "for name in C.known_configs():\n"
+              "    C.load_config(name)\n"
+              "for bad in (['loss_coeffs.lamda=1'], ['projector=12-a']):\n"
+              "    try:\n"
+              "        C.load_config('smoke', bad)\n"
+              "    except C.ConfigError as error:\n"
+              "        print(error)\n"
+              "leaked = sorted(m for m in sys.modules if m.split('.')[0] == 'torch'\n"
+              "                or m in ('cooc_minimal.losses', 'cooc_minimal.models'))\n"
+              "assert not leaked, leaked\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    refusals = done.stdout.strip().splitlines()
+    assert "does not take lamda (did you mean 'gamma'?)" in refusals[0]
+    assert refusals[1].startswith("projector = '12-a' is not allowed")
+
+
+@pytest.mark.parametrize("dims", ["4096-128", " 8192-8192-8192 ", "", "12-a", "4096x128",
+                                  "4096-0", "1--2", "-5", "²", 128, None])
+def test_the_projector_parse_agrees_with_the_models(dims):
+    from cooc_minimal.models import parse_dims
+
+    def outcome(parse):
+        try:
+            return parse(dims)
+        except ValueError as error:
+            return type(error)
+
+    assert outcome(C.parse_projector_dims) == outcome(parse_dims)

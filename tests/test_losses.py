@@ -1,24 +1,39 @@
 """cooc_minimal.losses against references written here with loops and numpy in float64."""
 
+import inspect
 import itertools
+import json
 import math
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from cooc_minimal import losses
+from cooc_minimal.coefficients import COEFFICIENTS, default_coeffs
 from cooc_minimal.losses import (
     LOSSES,
     TCR_EPS,
+    LogDetSPD,
     UnknownLossError,
+    check_coeffs,
+    coding_rate,
+    covariance_term,
     multipatch_loss,
+    nt_xent,
     simclr_loss,
     spectral_loss,
     tcr_loss,
+    variance_term,
     vicreg_loss,
     vicreg_terms,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 KINDS = ["spectral", "vicreg", "tcr", "simclr"]
 
@@ -479,3 +494,144 @@ def test_an_empty_batch_is_one_sentence():
         with pytest.raises(ValueError, match=message) as error:
             call()
         one_sentence(error)
+
+
+# ------------------------------------------------------- coefficients: one table, one check
+
+def test_check_coeffs_accepts_what_each_loss_accepts():
+    for kind, coeffs in MULTI:
+        check_coeffs(kind, coeffs)
+    for kind in KINDS:
+        check_coeffs(kind, {})
+        check_coeffs(kind, default_coeffs(kind))
+    check_coeffs("spectral", {"lam": 0})  # an int, and a zero weight
+    check_coeffs("vicreg", {"inv_coeff": 0.0, "var_coeff": 0.0, "cov_coeff": 0.0})
+    check_coeffs("tcr", {"eps": np.float64(0.5), "normalize": False})
+
+
+BAD_COEFFS = [  # (loss, coefficients, what the sentence must say)
+    ("barlow", {}, "There is no loss called 'barlow': the known losses are simclr, spectral, "
+                   "tcr, vicreg."),
+    ("spectral", {"lamda": 1.0}, "loss 'spectral' does not take lamda (did you mean 'lam'?): "
+                                 "its coefficients are lam, mean."),
+    ("simclr", {"temprature": 0.1}, "does not take temprature (did you mean 'temperature'?)"),
+    ("spectral", {"temperature": 0.1}, "does not take temperature: its coefficients are lam"),
+    ("spectral", {"lam": -1.0}, "lam must be a finite number >= 0, got -1.0."),
+    ("tcr", {"lam": float("nan")}, "lam must be a finite number >= 0, got nan."),
+    ("vicreg", {"cov_coeff": float("inf")}, "cov_coeff must be a finite number >= 0, got inf."),
+    ("vicreg", {"eps": 0.0}, "eps must be a finite number > 0, got 0.0."),
+    ("simclr", {"temperature": True}, "temperature must be a finite number > 0, got True."),
+    ("vicreg", {"gamma": "1"}, "gamma must be a finite number >= 0, got '1'."),
+    ("spectral", {"mean": "others"}, "mean must be 'all' or 'leave_one_out', got 'others'."),
+    ("tcr", {"normalize": 1}, "normalize must be True or False, got 1."),
+    ("tcr", [("lam", 1.0)], "the coefficients of loss 'tcr' must be a mapping"),
+]
+
+
+@pytest.mark.parametrize("kind,coeffs,fragment", BAD_COEFFS,
+                         ids=[str(i) for i in range(len(BAD_COEFFS))])
+def test_check_coeffs_rejects_each_bad_coefficient_with_one_sentence(kind, coeffs, fragment):
+    with pytest.raises(ValueError) as error:
+        check_coeffs(kind, coeffs)
+    assert fragment in one_sentence(error)
+    assert isinstance(error.value, UnknownLossError) == (kind not in KINDS)
+
+
+@pytest.mark.parametrize("kind,coeffs,fragment",
+                         [case for case in BAD_COEFFS if case[0] in KINDS
+                          and isinstance(case[1], dict)])
+def test_the_losses_refuse_what_check_coeffs_refuses_with_the_same_sentence(kind, coeffs,
+                                                                             fragment):
+    with pytest.raises(ValueError) as direct:
+        check_coeffs(kind, coeffs)
+    with pytest.raises(ValueError) as through_loss:
+        multipatch_loss(draw(4, 2, 3), kind, **coeffs)
+    assert str(through_loss.value) == str(direct.value)
+
+
+def test_check_coeffs_runs_no_loss_and_needs_no_torch():
+    # The same table serves config.py, which must not import torch: run it where none is.
+    script = ("import sys\n"
+              "from cooc_minimal.coefficients import check_coeffs, default_coeffs\n"
+              "for kind in ('simclr', 'spectral', 'tcr', 'vicreg'):\n"
+              "    check_coeffs(kind, default_coeffs(kind))\n"
+              "try:\n"
+              "    check_coeffs('tcr', {'lam': -1.0})\n"
+              "except ValueError as error:\n"
+              "    print(error)\n"
+              "assert 'torch' not in sys.modules, 'check_coeffs imported torch'\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "lam must be a finite number >= 0, got -1.0."
+
+
+# the public functions that take coefficients, and the loss whose table they follow
+TAKES_COEFFICIENTS = {
+    spectral_loss: "spectral", vicreg_terms: "vicreg", vicreg_loss: "vicreg",
+    variance_term: "vicreg", tcr_loss: "tcr", coding_rate: "tcr", simclr_loss: "simclr",
+    nt_xent: "simclr", losses.multipatch_spectral_loss: "spectral",
+    losses.multipatch_vicreg_loss: "vicreg", losses.multipatch_tcr_loss: "tcr",
+    losses.multipatch_simclr_loss: "simclr",
+}
+NOT_COEFFICIENTS = {"z", "z1", "z2", "gram"}
+
+
+@pytest.mark.parametrize("fn", list(TAKES_COEFFICIENTS), ids=lambda fn: fn.__name__)
+def test_signature_defaults_are_the_tables(fn):
+    table = COEFFICIENTS[TAKES_COEFFICIENTS[fn]]
+    parameters = inspect.signature(fn).parameters
+    coefficients = {name: p.default for name, p in parameters.items()
+                    if name not in NOT_COEFFICIENTS}
+    assert coefficients == {name: table[name].default for name in coefficients}
+    if fn.__name__.startswith("multipatch_"):
+        assert list(coefficients) == list(table)  # the multi-patch form takes all of them
+
+
+# -------------------------------------------------------------- the public term functions
+
+def test_term_functions_match_the_references_on_stacks_of_batches():
+    stack = draw(3, 7, 5, seed=50, scale=0.8)                  # 3 batches of N = 7, D = 5
+    wide = draw(2, 4, 9, seed=51)                              # N < D: the Gram path
+    for z in (stack, wide):
+        want_v = [ref_v(batch.numpy(), 1.2, 1e-3) for batch in z]
+        want_c = [ref_c(batch.numpy()) for batch in z]
+        want_r = [ref_rate(batch.numpy(), 0.5) for batch in z]
+        for got, want in ((variance_term(z, 1.2, 1e-3), want_v), (covariance_term(z), want_c),
+                          (coding_rate(z, 0.5), want_r)):
+            assert got.shape == (len(z),)
+            for value, expected in zip(got, want, strict=True):
+                close(value, expected, 1e-10)
+    z1, z2 = draw(6, 4, seed=52), draw(6, 4, seed=53)
+    close(nt_xent(torch.stack([z1, z2], dim=1), 0.3), ref_simclr(z1.numpy(), z2.numpy(), 0.3))
+
+
+def test_logdet_spd_value_and_gradient():
+    z = draw(5, 3, seed=54)
+    a = (torch.eye(3, dtype=torch.float64) + z.T @ z).requires_grad_(True)
+    close(LogDetSPD.apply(a.detach()), float(torch.logdet(a.detach())), 1e-12)
+    assert torch.autograd.gradcheck(lambda m: LogDetSPD.apply(m @ m.T), (a,))
+
+
+def test_term_functions_refuse_bad_input_with_one_sentence():
+    cases = [
+        (lambda: variance_term(torch.ones(1, 4)), r"z has shape \(1, 4\): each batch needs"),
+        (lambda: covariance_term(torch.ones(5)), r"z must be a floating-point torch.Tensor"),
+        (lambda: coding_rate(torch.ones(4, 3), eps=0.0), r"eps must be a finite number > 0"),
+        (lambda: coding_rate(torch.ones(4, 3), gram="dual"), r"gram must be"),
+        (lambda: nt_xent(torch.ones(4, 1, 3)), r"at least 2 patches per image"),
+        (lambda: variance_term(torch.ones(4, 3), gamma=-1.0), r"gamma must be"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message) as error:
+            call()
+        one_sentence(error)
+
+
+def test_chapter_3_shows_only_public_library_code():
+    cells = json.loads((REPO / "chapters" / "03_losses.ipynb").read_text())["cells"]
+    code = "\n".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "code")
+    private = re.findall(r"losses\._\w+|_multipatch_", code)
+    assert not private, f"chapter 3 uses private names: {private}"
+    for name in losses.__all__:
+        assert hasattr(losses, name), name
