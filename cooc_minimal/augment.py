@@ -110,6 +110,15 @@ class AugmentParams:
         return AugmentParams(**{f.name: None if getattr(self, f.name) is None
                                 else getattr(self, f.name).to(device) for f in fields(self)})
 
+    def rows(self, index: torch.Tensor | slice) -> AugmentParams:
+        """The parameters of the images ``index`` selects: every field indexed along dim 0.
+
+        A process that drew the parameters of a whole global batch keeps its own slice; the
+        pipeline keeps images sorted by jitter order with an index tensor.
+        """
+        return AugmentParams(**{f.name: None if getattr(self, f.name) is None
+                                else getattr(self, f.name)[index] for f in fields(self)})
+
     def __len__(self) -> int:
         return self.flip.shape[0]
 
@@ -174,8 +183,8 @@ def sample_params(n: int, config: ViewConfig, height: int, width: int,
 
     crop = None
     if config.crop_size is not None:
-        crop = sample_crop_boxes(n, height, width, config.crop_scale, config.crop_ratio,
-                                 generator)
+        crop = sample_crop_boxes(n, height, width, scale=config.crop_scale,
+                                 ratio=config.crop_ratio, generator=generator)
     flip = coin(config.flip_p)
     jitter = coin(config.jitter_p)
     factors = torch.stack([
@@ -190,7 +199,8 @@ def sample_params(n: int, config: ViewConfig, height: int, width: int,
     blur = coin(config.blur_p)
     sigma = _uniform(n, *config.blur_sigma, generator, device).float()
     solarize = coin(config.solarize_p)
-    return AugmentParams(crop, flip, jitter, factors, order, grayscale, blur, sigma, solarize)
+    return AugmentParams(crop=crop, flip=flip, jitter=jitter, factors=factors, order=order,
+                         grayscale=grayscale, blur=blur, sigma=sigma, solarize=solarize)
 
 
 # ---- the operations, batched: per-image factors have shape (N,) ---------------------------
@@ -428,11 +438,6 @@ def _pipeline(v: torch.Tensor, p: AugmentParams, config: ViewConfig, code: int) 
     return _on_subset(v, p.solarize, lambda u, _: solarize(u, threshold))
 
 
-def _rows(params: AugmentParams, index: torch.Tensor | slice) -> AugmentParams:
-    return AugmentParams(**{f.name: None if getattr(params, f.name) is None
-                            else getattr(params, f.name)[index] for f in fields(params)})
-
-
 def apply_params(x: torch.Tensor, params: AugmentParams, config: ViewConfig,
                  chunk: int | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """Apply drawn parameters: crop, flip, colour jitter, grayscale, blur, solarise, in order.
@@ -459,12 +464,12 @@ def apply_params(x: torch.Tensor, params: AugmentParams, config: ViewConfig,
                          f"tensor than x, got {tuple(out.shape)}.")
     chunk = chunk or default_chunk(x.device)
     idx, groups, counts = _jitter_groups(params.jitter, params.order)
-    p = _rows(params.to(x.device), idx.to(x.device))  # sorted by group: chunks are slices
+    p = params.to(x.device).rows(idx.to(x.device))  # sorted by group: chunks are slices
     idx, start = idx.to(x.device), 0
     for code, count in zip(groups, counts, strict=True):
         for begin in range(start, start + count, chunk):
             end = min(begin + chunk, start + count)
-            q, part = _rows(p, slice(begin, end)), idx[begin:end]
+            q, part = p.rows(slice(begin, end)), idx[begin:end]
             v = x.index_select(0, part)  # a copy: every image is read before it is written
             if side:
                 v = resized_crop(v, q.crop, side)

@@ -6,6 +6,7 @@ follow the same distributions as those torchvision's transforms draw.
 """
 
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
@@ -182,6 +183,21 @@ def test_patches_get_independent_parameters():
     distinct = {tuple(v.flatten()[:20].tolist()) for v in out}
     assert len(distinct) == 64
     assert out.min() >= 0 and out.max() <= 1  # view 1 always blurs
+
+
+def test_rows_keep_the_parameters_of_the_selected_images():
+    cropping = replace(A.BYOL_VIEW_2, crop_size=8)
+    for view in (A.BYOL_VIEW_1, cropping):
+        params = A.sample_params(12, view, 16, 16, torch.Generator().manual_seed(3))
+        for index in (slice(4, 8), torch.tensor([11, 0, 5])):
+            part = params.rows(index)
+            assert len(part) == len(params.flip[index])
+            for name in ("flip", "jitter", "factors", "order", "grayscale", "blur", "sigma",
+                         "solarize"):
+                assert torch.equal(getattr(part, name), getattr(params, name)[index]), name
+            assert (part.crop is None) == (view.crop_size is None)
+            if part.crop is not None:
+                assert torch.equal(part.crop, params.crop[index])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
