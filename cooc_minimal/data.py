@@ -14,14 +14,19 @@ classes of the same folder; ``imagefolder`` is any folder laid out the same way 
 and ``val/``, one sub-folder of images per class), so that users train on their own images.
 
 The small datasets (CIFAR, the toy world) also load as one uint8 tensor
-(:func:`load_tensors`), which the training script keeps on its device and batches by
-indexing.
+(:func:`load_tensors`). Training reads either kind through one interface (:func:`make_data`):
+:class:`TensorData` keeps a small dataset on the device and batches it by indexing,
+:class:`LoaderData` reads a large one through DataLoader workers. Both give each process
+its share of every global batch (:class:`RankBatches`) in the order :func:`epoch_order`
+fixes, so that a run is the same on any number of processes and after a resume.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import os
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +36,7 @@ from torch.utils.data import Dataset
 from torchvision import datasets
 from torchvision import transforms as T
 
+from cooc_minimal.config import Config
 from cooc_minimal.toyworld import ToyWorld, ToyWorldDataset
 
 NAMES = ("cifar10", "cifar100", "imagenet100", "imagenet", "imagefolder", "toyworld")
@@ -193,3 +199,148 @@ def load_tensors(name: str, root: str | Path | None = None,
         return images.contiguous(), dataset.labels.clone()
     images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2)
     return images.contiguous(), torch.as_tensor(dataset.targets, dtype=torch.int64)
+
+
+# ------------------------------------------------------------------ what training reads
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # images (b, 3, H, W) uint8, labels (b,) int64
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The order of the n training images in ``epoch``: (n,) int64, a function of the seed and
+    the epoch only, so every rank and every resume visits the same images."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+class RankBatches(torch.utils.data.Sampler):
+    """This rank's share of every global batch of an epoch, from step ``start`` on.
+
+    order: (N,) int64 (:func:`epoch_order`). Global batch k is ``order[k B : (k+1) B]`` with
+    B = ``batch_size``; rank r of ``world`` takes its r-th slice of B / world images. The
+    last incomplete batch is dropped. Iterating gives index lists (a DataLoader's
+    ``batch_sampler``); :meth:`index_tensors` gives the same indices as (B / world,) tensors.
+    """
+
+    def __init__(self, order: torch.Tensor, batch_size: int, *, start: int = 0, rank: int = 0,
+                 world: int = 1) -> None:
+        self.order, self.batch_size, self.start = order, batch_size, start
+        self.rank, self.world = rank, world
+
+    def __len__(self) -> int:
+        return len(self.order) // self.batch_size - self.start
+
+    def index_tensors(self) -> Iterator[torch.Tensor]:
+        local = self.batch_size // self.world
+        for step in range(self.start, len(self.order) // self.batch_size):
+            first = step * self.batch_size + self.rank * local
+            yield self.order[first:first + local]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (index.tolist() for index in self.index_tensors())
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_tensors(name: str, root: str, train: bool) -> Batch:
+    # Chapters and tests train several runs on the same data in one process. Nothing
+    # writes into these tensors: batches are copies made by indexing.
+    return load_tensors(name, root or None, train=train)
+
+
+class TensorData:
+    """A small dataset held on ``device`` as uint8 tensors, batched by indexing.
+
+    images: (N, 3, H, W) uint8, labels: (N,) int64, moved to ``device`` once. validation:
+    the held-out (images, labels) that the online probe reads, or None; they stay where they
+    are and move to the device a batch at a time.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
+                 validation: Batch | None = None) -> None:
+        self.images, self.labels = images.to(device), labels.to(device)
+        self.held_out, self.device = validation, device
+        self.size, self.n_classes = len(labels), int(labels.max()) + 1
+
+    @classmethod
+    def from_config(cls, cfg: Config, device: torch.device) -> TensorData:
+        """``cfg.dataset``'s first ``cfg.train_images`` training images (all for 0), and its
+        test split when the online probe needs it."""
+        images, labels = _cached_tensors(cfg.dataset, cfg.data_root, True)
+        if cfg.train_images:
+            images, labels = images[:cfg.train_images], labels[:cfg.train_images]
+        held_out = _cached_tensors(cfg.dataset, cfg.data_root, False) if cfg.probe else None
+        return cls(images, labels, device, validation=held_out)
+
+    def batches(self, order: torch.Tensor, batch_size: int, *, start: int = 0, rank: int = 0,
+                world: int = 1) -> Iterator[Batch]:
+        """This rank's slice of each global batch in ``order``, from step ``start`` on."""
+        sampler = RankBatches(order, batch_size, start=start, rank=rank, world=world)
+        for index in sampler.index_tensors():
+            index = index.to(self.device)
+            yield self.images[index], self.labels[index]
+
+    def validation(self, batch_size: int) -> Iterator[Batch]:
+        """The held-out images in order, ``batch_size`` at a time, on the device."""
+        if self.held_out is None:
+            raise ValueError("this TensorData has no held-out images: pass validation=(images, "
+                             "labels) to read them.")
+        images, labels = self.held_out
+        for i in range(0, len(labels), batch_size):
+            yield images[i:i + batch_size].to(self.device), labels[i:i + batch_size].to(self.device)
+
+
+class LoaderData:
+    """A large dataset read by DataLoader workers, images as uint8 (3, S, S) tensors.
+
+    dataset: map-style ``(image, label)`` pairs with ``classes``; only its first ``size``
+    images are used (all for None). validation: the held-out dataset, or None.
+    """
+
+    def __init__(self, dataset: Dataset, device: torch.device, *, validation: Dataset | None = None,
+                 num_workers: int = 0, size: int | None = None) -> None:
+        self.dataset, self.held_out, self.device = dataset, validation, device
+        self.num_workers = num_workers
+        self.size = min(len(dataset), size or len(dataset))
+        self.n_classes = len(dataset.classes)
+
+    @classmethod
+    def from_config(cls, cfg: Config, device: torch.device) -> LoaderData:
+        """Workers decode each image and resize it to ``cfg.image_size``; nothing more, since
+        patches and views are made on the device. uint8 moves 4x fewer bytes than float."""
+        transform = T.Compose([T.Resize(cfg.image_size), T.CenterCrop(cfg.image_size),
+                               T.PILToTensor()])
+        train = get_dataset(cfg.dataset, cfg.data_root or None, train=True, transform=transform)
+        held_out = (get_dataset(cfg.dataset, cfg.data_root or None, train=False,
+                                transform=transform) if cfg.probe else None)
+        return cls(train, device, validation=held_out, num_workers=cfg.num_workers,
+                   size=cfg.train_images or None)
+
+    def _load(self, dataset: Dataset, batch_sampler) -> Iterator[Batch]:
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=batch_sampler, num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=False)
+        for images, labels in loader:
+            yield (images.to(self.device, non_blocking=True),
+                   labels.to(self.device, non_blocking=True))
+
+    def batches(self, order: torch.Tensor, batch_size: int, *, start: int = 0, rank: int = 0,
+                world: int = 1) -> Iterator[Batch]:
+        """This rank's slice of each global batch in ``order``, from step ``start`` on."""
+        sampler = RankBatches(order, batch_size, start=start, rank=rank, world=world)
+        return self._load(self.dataset, sampler)
+
+    def validation(self, batch_size: int) -> Iterator[Batch]:
+        """The held-out images in order, ``batch_size`` at a time, on the device."""
+        if self.held_out is None:
+            raise ValueError("this LoaderData has no held-out images: pass validation=dataset "
+                             "to read them.")
+        n = len(self.held_out)
+        return self._load(self.held_out, [list(range(i, min(i + batch_size, n)))
+                                          for i in range(0, n, batch_size)])
+
+
+def make_data(cfg: Config, device: torch.device) -> TensorData | LoaderData:
+    """What a run trains on: a small dataset (:data:`SMALL`) on the device, a large one
+    through DataLoader workers; both batched by :class:`RankBatches`."""
+    source = TensorData if cfg.dataset in SMALL else LoaderData
+    return source.from_config(cfg, device)

@@ -282,3 +282,32 @@ def test_load_tensors_reads_cifar_in_its_real_format(tmp_path, monkeypatch):
     rows, expected = written[train[1]]
     assert torch.equal(images[4 + 2], torch.from_numpy(rows[2]).view(3, 32, 32))
     assert labels[4:8].tolist() == expected
+
+
+# ---- what training reads: one interface for tensors on the device and DataLoader workers ----
+
+def test_rank_batches_split_each_global_batch_and_drop_the_last_incomplete_one():
+    order = data.epoch_order(seed=0, epoch=3, n=10)
+    assert torch.equal(order, data.epoch_order(seed=0, epoch=3, n=10))
+    assert not torch.equal(order, data.epoch_order(seed=0, epoch=4, n=10))
+    whole = list(data.RankBatches(order, 4))
+    assert whole == [order[:4].tolist(), order[4:8].tolist()]  # 2 images left over
+    ranks = [list(data.RankBatches(order, 4, start=1, rank=r, world=2)) for r in range(2)]
+    assert ranks == [[order[4:6].tolist()], [order[6:8].tolist()]]
+    assert len(data.RankBatches(order, 4, start=1)) == 1
+
+
+def test_tensor_data_batches_by_indexing_from_public_tensors():
+    images = torch.arange(12, dtype=torch.uint8).view(12, 1, 1, 1).expand(12, 3, 2, 2)
+    labels = torch.arange(12) % 3
+    held_out = (images[:5], labels[:5])
+    source = data.TensorData(images, labels, torch.device("cpu"), validation=held_out)
+    assert (source.size, source.n_classes) == (12, 3)
+    order = data.epoch_order(seed=1, epoch=0, n=12)
+    batches = list(source.batches(order, 4, start=1, rank=1, world=2))
+    assert len(batches) == 2 and batches[0][0].shape == (2, 3, 2, 2)
+    assert batches[0][0][:, 0, 0, 0].tolist() == order[6:8].tolist()
+    assert torch.equal(batches[0][1], labels[order[6:8]])
+    assert [len(y) for _, y in source.validation(2)] == [2, 2, 1]
+    with pytest.raises(ValueError, match="no held-out images"):
+        next(data.TensorData(images, labels, torch.device("cpu")).validation(2))

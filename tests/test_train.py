@@ -16,9 +16,13 @@ from train_tiny import tiny_config, weights
 
 from cooc_minimal import train as training
 from cooc_minimal.checkpoint import CheckpointError, load_checkpoint, load_model
+from cooc_minimal.cli import run_command, train_main
 from cooc_minimal.config import load_config
+from cooc_minimal.data import LoaderData, epoch_order, make_data
 from cooc_minimal.distributed import GlobalBatchNorm, convert_sync_batchnorm
-from cooc_minimal.train import RunFolderError, TrainingDiverged, ensure_trained, make_views, train
+from cooc_minimal.losses import LOSSES
+from cooc_minimal.train import RunFolderError, TrainingDiverged, ensure_trained, train
+from cooc_minimal.views import make_views
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -129,7 +133,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkey
     train(tiny_config(), out, stop_after_epochs=1, progress=False)
     before = hashlib.sha256((out / "last.pt").read_bytes()).hexdigest()
     calls = []
-    real = training.LOSSES["vicreg"]
+    real = LOSSES["vicreg"]
 
     def poisoned(z, **coeffs):
         loss = real(z, **coeffs)
@@ -138,7 +142,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkey
         calls.append(1)
         return loss * float("nan") if len(calls) == 2 else loss
 
-    monkeypatch.setitem(training.LOSSES, "vicreg", poisoned)
+    monkeypatch.setitem(LOSSES, "vicreg", poisoned)
     with pytest.raises(TrainingDiverged) as caught:
         train(tiny_config(), out, resume=True, progress=False)
     message = str(caught.value)
@@ -153,8 +157,8 @@ def test_non_finite_network_output_is_reported_the_same_way(tmp_path, monkeypatc
     # raises, and the loop turns that into the same sentence.
     original = training.build_trainee
 
-    def exploding(cfg, n_classes, ctx):
-        trainee = original(cfg, n_classes, ctx)
+    def exploding(*args, **kwargs):
+        trainee = original(*args, **kwargs)
         with torch.no_grad():
             trainee.model.projector[-1].weight.fill_(float("inf"))
         return trainee
@@ -242,8 +246,8 @@ def test_bf16_autocast_on_the_cpu_trains_a_step(tmp_path, monkeypatch):
     seen = []
     original = training.build_trainee
 
-    def recording(cfg, n_classes, ctx):
-        trainee = original(cfg, n_classes, ctx)
+    def recording(*args, **kwargs):
+        trainee = original(*args, **kwargs)
         trainee.model.backbone.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
         return trainee
 
@@ -253,7 +257,7 @@ def test_bf16_autocast_on_the_cpu_trains_a_step(tmp_path, monkeypatch):
     assert seen and set(seen) == {torch.bfloat16}
     assert summary["steps"] == 4 and torch.isfinite(torch.tensor(summary["loss"]))
     state = load_checkpoint(tmp_path / "r" / "last.pt")
-    start = original(tiny_config(probe=False), 10, training.Context(0, 1, torch.device("cpu")))
+    start = original(tiny_config(probe=False), 10, torch.device("cpu"))
     for key, value in state["model"].items():
         if value.is_floating_point():
             assert value.dtype == torch.float32, key
@@ -279,15 +283,34 @@ def test_an_image_folder_trains_through_dataloader_workers(tmp_path):
     _write_image_folder(root)
     cfg = tiny_config(dataset="imagefolder", data_root=str(root), image_size=24,
                       train_images=0, batch_size=8, num_workers=1, epochs=1)
-    data = training.make_data(cfg, torch.device("cpu"))
-    assert isinstance(data, training.LoaderData) and data.size == 24 and data.n_classes == 2
-    whole = list(data.batches(0, 0, cfg, training.Context(0, 1, torch.device("cpu"))))
+    data = make_data(cfg, torch.device("cpu"))
+    assert isinstance(data, LoaderData) and data.size == 24 and data.n_classes == 2
+    order = epoch_order(cfg.seed, 0, data.size)
+    whole = list(data.batches(order, cfg.batch_size))
     assert len(whole) == 3 and whole[0][0].dtype == torch.uint8
     assert whole[0][0].shape == (8, 3, 24, 24)
-    halves = [list(data.batches(0, 1, cfg, training.Context(r, 2, torch.device("cpu"))))
+    halves = [list(data.batches(order, cfg.batch_size, start=1, rank=r, world=2))
               for r in range(2)]  # two ranks, from step 1 on
     for step in range(2):
         joined = torch.cat([halves[0][step][0], halves[1][step][0]])
         assert torch.equal(joined, whole[step + 1][0])
     summary = train(cfg, tmp_path / "run", progress=False)
     assert summary["steps"] == 3 and summary["val_acc"] is not None
+
+
+def test_a_command_turns_bad_input_into_one_sentence_and_a_status(tmp_path, capsys):
+    def refused():
+        raise RunFolderError("There is nothing to resume in x: start without --resume.")
+
+    def diverging():
+        raise TrainingDiverged("The loss became nan at step 1.", float("nan"))
+
+    assert run_command("cooc-test", lambda: 0) == 0
+    assert run_command("cooc-test", refused) == 2
+    assert capsys.readouterr().err == ("cooc-test: There is nothing to resume in x: start "
+                                       "without --resume.\n")
+    assert run_command("cooc-test", diverging) == 1
+    assert capsys.readouterr().err == "cooc-test: The loss became nan at step 1.\n"
+    assert train_main(["--out", str(tmp_path / "r"), "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("cooc-train: There is nothing to resume") and error.count("\n") == 1

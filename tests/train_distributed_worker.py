@@ -11,7 +11,9 @@ from pathlib import Path
 
 import torch
 
+from cooc_minimal import runs
 from cooc_minimal import train as training
+from cooc_minimal.cli import train_main
 
 torch.set_num_threads(1)
 report, argv = Path(sys.argv[1]), sys.argv[3:]
@@ -27,8 +29,8 @@ def counting(name, fn):
 
 training.save_checkpoint = counting("save_checkpoint", training.save_checkpoint)
 training.save_config = counting("save_config", training.save_config)
-training.MetricsLog.write = counting("metrics_rows", training.MetricsLog.write)
-code = training.main(argv)
+runs.MetricsLog.write = counting("metrics_rows", runs.MetricsLog.write)
+code = train_main(argv)
 rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else int(
     __import__("os").environ.get("RANK", "0"))
 (report / f"rank{rank}.json").write_text(json.dumps({"code": code, **writes}))

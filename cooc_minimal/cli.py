@@ -1,0 +1,115 @@
+"""The course's commands: ``cooc-train`` (also ``python -m cooc_minimal.train``).
+
+Every command runs its work through :func:`run_command`, so that bad input (an unknown
+config key, a missing dataset, a run folder that does not fit) ends with one sentence on
+stderr and exit status 2, a diverged run with exit status 1, and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from cooc_minimal.config import Config, ConfigError, describe_keys, known_configs, load_config
+from cooc_minimal.runs import CONFIG, RunFolderError, TrainingDiverged
+from cooc_minimal.train import train
+
+__all__ = ["BAD_INPUT", "build_train_parser", "run_command", "speaks", "train_main"]
+
+BAD_INPUT = (ValueError, FileNotFoundError, ConfigError, RunFolderError)
+
+
+def speaks() -> bool:
+    """Whether this process prints: under ``torchrun`` only rank 0, so a sentence shows once."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_command(prog: str, work: Callable[[], int]) -> int:
+    """``work()``'s exit status; bad input (:data:`BAD_INPUT`) is one sentence on stderr
+    and status 2, a :class:`TrainingDiverged` status 1."""
+    try:
+        return work()
+    except TrainingDiverged as error:
+        status = 1
+        message = str(error)
+    except BAD_INPUT as error:
+        status = 2
+        message = str(error)
+    if speaks():
+        print(f"{prog}: {message}", file=sys.stderr)
+    return status
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    """The options of ``cooc-train``; ``--help`` also lists every config key."""
+    keys = "\n".join(f"  {k:<17} {h} (default {d})" for k, d, h in describe_keys())
+    parser = argparse.ArgumentParser(
+        prog="python -m cooc_minimal.train",
+        description="Train a joint-embedding model on fixed-scale patches (BagSSL, appendix C "
+                    "settings). Single GPU or CPU: python -m cooc_minimal.train --config "
+                    "cifar10_vicreg --data-root ~/data --out runs/c10. Several GPUs: torchrun "
+                    "--nproc_per_node=4 -m cooc_minimal.train (same options).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"configs shipped: {', '.join(known_configs())}\n\nconfig keys (--set KEY=VALUE):\n"
+               f"{keys}")
+    parser.add_argument("--config", metavar="NAME_OR_PATH",
+                        help="a shipped config name (e.g. smoke, cifar10_vicreg) or a .toml "
+                             "file; optional with --resume (the run's saved config is used)")
+    parser.add_argument("--data-root", metavar="DIR",
+                        help="folder holding the dataset (sets data_root; default $COOC_DATA "
+                             "or ~/data; unused by the toy world)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="run folder: config.toml, metrics.csv and last.pt are written here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, repeatable: --set epochs=10 --set "
+                             "loss_coeffs.lam=30 (keys listed below)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out exactly where it stopped; only "
+                             "runtime keys (data_root, num_workers, device, precision, compile, "
+                             "channels_last, checkpoint_every, log_every) may be changed")
+    parser.add_argument("--stop-after-epochs", type=int, metavar="K",
+                        help="end cleanly after K epochs of this invocation, with a checkpoint, "
+                             "as a preemption would; continue later with --resume")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _train_config(args: argparse.Namespace) -> Config:
+    """The config the options ask for: --config with --set, else a resumed run's own."""
+    overrides = list(args.set)
+    if args.data_root:
+        overrides.append(f"data_root={args.data_root}")
+    if args.config:
+        return load_config(args.config, overrides)
+    saved = Path(args.out).expanduser() / CONFIG
+    if args.resume and saved.exists():
+        return load_config(saved, overrides)
+    if args.resume:
+        raise RunFolderError(f"There is nothing to resume in {args.out}: it has no {CONFIG}; "
+                             f"start the run with --config NAME.")
+    raise ConfigError("--config is required to start a run: pass a shipped name such as "
+                      "--config smoke, or a path to a .toml file.")
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """The ``cooc-train`` command: train, then say how the run ended. Returns the exit status."""
+    args = build_train_parser().parse_args(argv)
+
+    def work() -> int:
+        if args.stop_after_epochs is not None and args.stop_after_epochs < 1:
+            raise ValueError(f"--stop-after-epochs must be a positive integer, got "
+                             f"{args.stop_after_epochs}.")
+        summary = train(_train_config(args), args.out, resume=args.resume,
+                        stop_after_epochs=args.stop_after_epochs,
+                        progress=not args.no_progress)
+        if speaks():
+            done = "finished" if summary["finished"] else (
+                f"stopped ({summary['stopped']}) at step {summary['steps']} of "
+                f"{summary['total_steps']}, checkpoint written; continue with --resume")
+            print(f"cooc-train: {summary['name']} {done}; {summary['checkpoint']}")
+        return 0
+
+    return run_command("cooc-train", work)
