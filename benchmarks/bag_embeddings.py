@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from cooc_minimal.evaluate import bag_embeddings, default_batch_size
+from cooc_minimal.bags import bag_embeddings, default_batch_size
 from cooc_minimal.models import build_model
 from cooc_minimal.patches import random_patches
 from cooc_minimal.toyworld import ToyWorld

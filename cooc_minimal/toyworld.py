@@ -13,6 +13,10 @@ distinct tiles of one image have the joint
 
 symmetric, summing to 1, with marginal p = P.sum(1) = W^T pi: the (P, p)
 convention of ``cooccurrence.py`` (both orders of a pair counted).
+
+How close a model comes to that structure (chapter 5): :func:`part_embeddings` (the mean
+embedding of each part type's tiles), compared with the closed-form optimum of
+Proposition 3.1 by :func:`gram_similarity` (on :func:`weighted_gram` matrices).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 PART_NAMES = ("sky", "grass", "water", "bark", "sand", "brick", "leaves", "snow")
@@ -139,7 +144,7 @@ class ToyWorld:
                  + self.amplitude * wave[:, :, None]
                  + self.noise * torch.randn(n, grid * grid, 3, tile, tile, generator=generator))
         # (N, rows, cols, 3, t, t) -> (N, 3, rows, t, cols, t) -> (N, 3, S, S)
-        tiles = tiles.view(n, grid, grid, 3, tile, tile).permute(0, 3, 1, 4, 2, 5)
+        tiles = tiles.view((n, grid, grid, 3, tile, tile)).permute((0, 3, 1, 4, 2, 5))
         return tiles.reshape(n, 3, grid * tile, grid * tile).clamp(0.0, 1.0)
 
     def sample(self, n: int, generator: torch.Generator | int = 0) -> ToySample:
@@ -176,3 +181,71 @@ class ToyWorldDataset(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[index])
+
+
+# ------------------------------------------- how a model's parts compare with the closed form
+
+def part_embeddings(model: nn.Module, images: torch.Tensor, parts: torch.Tensor, tile: int,
+                    n_parts: int, *, space: str = "projection",
+                    batch_size: int | None = None) -> torch.Tensor:
+    """The mean embedding of the tiles of each part type, for a toy world.
+
+    images: (B, C, S, S) toy images; parts: (B, T) the part of each tile, row-major (as
+    ``ToySample.parts``), with T = (S / tile)^2. Each tile is embedded on its own
+    (``bags.grid_embeddings``, ``batch_size`` tiles per pass); the tiles of part v are
+    averaged. Returns (n_parts, D) float32 on ``images``' device; a part that never occurs
+    gets a row of NaN.
+    """
+    # Imported here: the datasets (data.py) read this module and need no model.
+    from cooc_minimal.bags import grid_embeddings
+
+    height, width = images.shape[-2:]
+    if parts.shape != (images.shape[0], (height // tile) * (width // tile)):
+        raise ValueError(f"parts must be (B, T) = ({images.shape[0]}, "
+                         f"{(height // tile) * (width // tile)}) for {height}x{width} images of "
+                         f"{tile}-pixel tiles, got {tuple(parts.shape)}.")
+    tiles = grid_embeddings(model, images, tile, space=space, batch_size=batch_size)
+    flat = tiles.flatten(0, 1)  # (B * T, D), in the order of parts.flatten()
+    ids = parts.flatten().to(images.device)
+    sums = torch.zeros(n_parts, flat.shape[1], device=images.device).index_add_(0, ids, flat)
+    counts = torch.bincount(ids, minlength=n_parts).float()[:, None]
+    return sums / counts
+
+
+def weighted_gram(Z: torch.Tensor, p: torch.Tensor, centre: bool = True) -> torch.Tensor:
+    """The Gram matrix of V type embeddings in the metric of Proposition 3.1: (V, V) float64.
+
+    Z: (V, d), p: (V,) type frequencies. Returns G = U U^T with U = diag(sqrt p) Z, the
+    matrix that the objective ||w U U^T - M||_F^2 fits to M = D^-1/2 P D^-1/2 (chapter 1).
+    ``centre`` first projects the columns of U off the unit vector along sqrt(p): the top
+    eigenvector of M (eigenvalue 1), the direction of a constant embedding.
+    """
+    if Z.dim() != 2 or p.shape != (Z.shape[0],):
+        raise ValueError(f"Z must be (V, d) and p (V,), got {tuple(Z.shape)} and "
+                         f"{tuple(p.shape)}.")
+    root = p.double().sqrt()
+    U = root[:, None] * Z.double()
+    if centre:
+        unit = root / root.norm()
+        U = U - unit[:, None] * (unit @ U)[None, :]
+    return U @ U.T
+
+
+def gram_similarity(Z: torch.Tensor, reference: torch.Tensor, p: torch.Tensor,
+                    centre: bool = True) -> float:
+    """How alike two embeddings of V types are, up to rotation and scale: in [-1, 1].
+
+    Z: (V, d), reference: (V, d'), p: (V,) type frequencies. The cosine
+    <G, G_ref>_F / (||G||_F ||G_ref||_F) of their :func:`weighted_gram` matrices, which
+    ignores rotations of Z (Z Q has the same Gram matrix) and its scale. ``centre`` removes
+    the direction of a constant embedding first: every embedding with a non-zero mean has
+    it for free, so it would hide differences (chapter 5 measures how much). An embedding
+    with nothing left after centring (a constant one) scores 0.
+    """
+    if Z.dim() != 2 or reference.dim() != 2 or Z.shape[0] != reference.shape[0] \
+            or p.shape != (Z.shape[0],):
+        raise ValueError(f"Z (V, d), reference (V, d') and p (V,) must agree on V, got "
+                         f"{tuple(Z.shape)}, {tuple(reference.shape)}, {tuple(p.shape)}.")
+    G, R = weighted_gram(Z, p, centre), weighted_gram(reference, p, centre)
+    norms = G.norm() * R.norm()
+    return ((G * R).sum() / norms).item() if norms > 0 else 0.0

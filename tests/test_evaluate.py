@@ -1,5 +1,6 @@
-"""Bag embeddings, linear probe, weighted kNN, multi-scale convergence and the toy-world
-comparison, each against an independent computation or a model whose output is known."""
+"""Bag embeddings (``bags.py``), linear probe, weighted kNN, multi-scale convergence and the
+toy-world comparison (``toyworld.py``), each against an independent computation or a model
+whose output is known."""
 
 import math
 
@@ -9,11 +10,12 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from cooc_minimal import bags as B
 from cooc_minimal import evaluate as E
 from cooc_minimal.cooccurrence import closed_form_embedding
 from cooc_minimal.models import Backbone, JointEmbedding, build_model, projector
 from cooc_minimal.patches import grid_patches, random_patches
-from cooc_minimal.toyworld import ToyWorld, ToyWorldDataset
+from cooc_minimal.toyworld import ToyWorld, ToyWorldDataset, gram_similarity, part_embeddings
 
 
 class MeanColour(Backbone):
@@ -58,7 +60,7 @@ def images():
 # ---------------------------------------------------------------------- bag embeddings
 
 def test_bag_is_the_mean_of_per_patch_embeddings_computed_one_image_at_a_time(tiny, images):
-    bags = E.bag_embeddings(tiny, images, 8, 5, generator=torch.Generator().manual_seed(3))
+    bags = B.bag_embeddings(tiny, images, 8, 5, generator=torch.Generator().manual_seed(3))
     patches, _ = random_patches(images, 8, 5, generator=torch.Generator().manual_seed(3))
     tiny.eval()
     with torch.no_grad():
@@ -69,9 +71,9 @@ def test_bag_is_the_mean_of_per_patch_embeddings_computed_one_image_at_a_time(ti
 
 
 def test_chunking_does_not_change_the_bags(tiny, images):
-    big = E.bag_embeddings(tiny, images, 8, 6, batch_size=10_000,
+    big = B.bag_embeddings(tiny, images, 8, 6, batch_size=10_000,
                            generator=torch.Generator().manual_seed(1))
-    small = E.bag_embeddings(tiny, images, 8, 6, batch_size=7,  # one image per pass
+    small = B.bag_embeddings(tiny, images, 8, 6, batch_size=7,  # one image per pass
                              generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(big, small, atol=1e-5, rtol=1e-5)
 
@@ -79,7 +81,7 @@ def test_chunking_does_not_change_the_bags(tiny, images):
 def test_projection_space_averages_the_projections_not_the_projection_of_the_mean(images):
     torch.manual_seed(0)
     model = build_model("tiny", "32-16", width=8).eval()
-    bags = E.bag_embeddings(model, images, 8, 4, space="projection",
+    bags = B.bag_embeddings(model, images, 8, 4, space="projection",
                             generator=torch.Generator().manual_seed(2))
     patches, _ = random_patches(images, 8, 4, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -94,17 +96,17 @@ def test_projection_space_averages_the_projections_not_the_projection_of_the_mea
 def test_full_grid_bag_of_mean_colours_is_the_image_mean_colour():
     model = known_model(MeanColour())
     images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    bags = E.bag_embeddings(model, images, 8, None, grid=True)  # all 16 tiles
+    bags = B.bag_embeddings(model, images, 8, None, grid=True)  # all 16 tiles
     torch.testing.assert_close(bags, images.mean(dim=(2, 3)), atol=1e-6, rtol=1e-6)
 
 
 def test_grid_subsets_are_distinct_tiles_and_nested():
     grid, n_tiles = 4, 16
     values = torch.arange(n_tiles, dtype=torch.float32) / (n_tiles - 1)  # tile t shows t / 15
-    tiles = values.view(1, 1, grid, 1, grid, 1).expand(6, 3, grid, 8, grid, 8)
+    tiles = values.view((1, 1, grid, 1, grid, 1)).expand((6, 3, grid, 8, grid, 8))
     images = tiles.reshape(6, 3, 32, 32)
     model = known_model(TileId(n_tiles))
-    bags = E.bag_embeddings(model, images, 8, [1, 5, 16], grid=True,
+    bags = B.bag_embeddings(model, images, 8, [1, 5, 16], grid=True,
                             generator=torch.Generator().manual_seed(0))
     for n, bag in bags.items():
         histogram = bag * n  # how often each tile was used
@@ -115,9 +117,9 @@ def test_grid_subsets_are_distinct_tiles_and_nested():
 
 
 def test_list_of_counts_gives_nested_prefix_means(tiny, images):
-    bags = E.bag_embeddings(tiny, images, 6, [4, 1, 16], generator=torch.Generator().manual_seed(5))
+    bags = B.bag_embeddings(tiny, images, 6, [4, 1, 16], generator=torch.Generator().manual_seed(5))
     assert sorted(bags) == [1, 4, 16]
-    single = E.bag_embeddings(tiny, images, 6, 16, generator=torch.Generator().manual_seed(5))
+    single = B.bag_embeddings(tiny, images, 6, 16, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(bags[16], single, atol=1e-5, rtol=1e-5)
     patches, _ = random_patches(images, 6, 16, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
@@ -128,7 +130,7 @@ def test_list_of_counts_gives_nested_prefix_means(tiny, images):
 
 
 def test_out_size_resizes_patches_before_the_network(tiny, images):
-    bags = E.bag_embeddings(tiny, images, 8, 3, out_size=16,
+    bags = B.bag_embeddings(tiny, images, 8, 3, out_size=16,
                             generator=torch.Generator().manual_seed(4))
     patches, _ = random_patches(images, 8, 3, out_size=16,
                                 generator=torch.Generator().manual_seed(4))
@@ -141,8 +143,8 @@ def test_out_size_resizes_patches_before_the_network(tiny, images):
 
 def test_uint8_pixels_are_read_as_values_over_255(tiny, images):
     pixels = (images * 255).round().to(torch.uint8)
-    a = E.bag_embeddings(tiny, pixels, 8, 3, generator=torch.Generator().manual_seed(0))
-    b = E.bag_embeddings(tiny, pixels.float() / 255, 8, 3,
+    a = B.bag_embeddings(tiny, pixels, 8, 3, generator=torch.Generator().manual_seed(0))
+    b = B.bag_embeddings(tiny, pixels.float() / 255, 8, 3,
                          generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
@@ -151,19 +153,19 @@ def test_model_runs_in_eval_mode_without_touching_batchnorm_and_its_mode_is_rest
     torch.manual_seed(0)
     model = build_model("tiny", "32-16", width=8).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    E.bag_embeddings(model, images, 8, 4, space="projection")
+    B.bag_embeddings(model, images, 8, 4, space="projection")
     assert model.training and all(m.training for m in model.modules())
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), f"{key} changed"
     model.eval()
-    E.bag_embeddings(model, images, 8, 4)
+    B.bag_embeddings(model, images, 8, 4)
     assert not any(m.training for m in model.modules())
 
 
 def test_bf16_autocast_runs_the_network_in_bf16_and_averages_in_float32(tiny, images):
-    reference = E.bag_embeddings(tiny, images, 8, 8, generator=torch.Generator().manual_seed(0))
+    reference = B.bag_embeddings(tiny, images, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        low = E.bag_embeddings(tiny, images, 8, 8, generator=torch.Generator().manual_seed(0))
+        low = B.bag_embeddings(tiny, images, 8, 8, generator=torch.Generator().manual_seed(0))
     assert low.dtype == torch.float32
     error = ((low - reference).norm(dim=1) / reference.norm(dim=1)).max().item()
     assert 0 < error < 0.03, f"bf16 bags differ from float32 by {error:.3g} (relative)"
@@ -174,17 +176,17 @@ def test_a_dataset_gives_the_same_bags_as_its_tensor_and_the_labels():
     dataset = ToyWorldDataset(world, 12, seed=3)
     torch.manual_seed(0)
     model = build_model("tiny", "", width=8)
-    from_tensor = E.bag_embeddings(model, dataset.images, 8, [2, 4],
+    from_tensor = B.bag_embeddings(model, dataset.images, 8, [2, 4],
                                    generator=torch.Generator().manual_seed(0))
-    bags, labels = E.embed_dataset(model, dataset, 8, [2, 4], batch_size=20,  # 5 images a pass
+    bags, labels = B.embed_dataset(model, dataset, 8, [2, 4], batch_size=20,  # 5 images a pass
                                    generator=torch.Generator().manual_seed(0), progress=False)
     assert torch.equal(labels, dataset.labels)
     for n in (2, 4):
         torch.testing.assert_close(bags[n], from_tensor[n], atol=1e-5, rtol=1e-5)
-    only = E.bag_embeddings(model, dataset, 8, 4, generator=torch.Generator().manual_seed(0),
+    only = B.bag_embeddings(model, dataset, 8, 4, generator=torch.Generator().manual_seed(0),
                             progress=False)
     torch.testing.assert_close(only, from_tensor[4], atol=1e-5, rtol=1e-5)
-    limited, few = E.embed_dataset(model, dataset, 8, 4, limit=5, progress=False)
+    limited, few = B.embed_dataset(model, dataset, 8, 4, limit=5, progress=False)
     assert limited.shape == (5, model.embedding_dim) and torch.equal(few, dataset.labels[:5])
 
 
@@ -198,16 +200,16 @@ def test_a_dataset_gives_the_same_bags_as_its_tensor_and_the_labels():
 ])
 def test_bad_arguments_raise_one_clear_sentence(tiny, images, kwargs, words):
     with pytest.raises(ValueError, match=words):
-        E.bag_embeddings(tiny, images, **kwargs)
+        B.bag_embeddings(tiny, images, **kwargs)
 
 
 def test_bad_images_and_models_are_named(tiny, images):
     with pytest.raises(ValueError, match="unsqueeze"):
-        E.bag_embeddings(tiny, images[0], 8, 2)
+        B.bag_embeddings(tiny, images[0], 8, 2)
     with pytest.raises(ValueError, match="JointEmbedding"):
-        E.bag_embeddings(nn.Linear(3, 3), images, 8, 2)
+        B.bag_embeddings(nn.Linear(3, 3), images, 8, 2)
     with pytest.raises(ValueError, match="floating point"):
-        E.bag_embeddings(tiny, (images * 255).to(torch.int32), 8, 2)
+        B.bag_embeddings(tiny, (images * 255).to(torch.int32), 8, 2)
 
 
 # ------------------------------------------------------------------------ linear probe
@@ -273,7 +275,7 @@ def test_probe_rejects_mismatched_inputs():
 
 # --------------------------------------------------------------------------------- kNN
 
-def knn_reference(train_x, train_y, test_x, k, temperature, n_classes):
+def knn_reference(train_x, train_y, test_x, *, k, temperature, n_classes):
     """The InstDisc vote written out in NumPy, one test row at a time."""
     a = train_x.double().numpy()
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
@@ -294,7 +296,7 @@ def test_knn_matches_the_written_out_vote():
     test_x = torch.randn(120, 8, generator=g)
     for k, t in ((20, 0.07), (5, 0.5), (1, 0.07)):
         ours = E.knn_classify(train_x, train_y, test_x, k=k, temperature=t)
-        expected = knn_reference(train_x, train_y, test_x, k, t, 5)
+        expected = knn_reference(train_x, train_y, test_x, k=k, temperature=t, n_classes=5)
         assert torch.equal(ours, expected), f"k={k}, T={t}"
 
 
@@ -371,7 +373,7 @@ def test_convergence_against_the_written_out_cosine_and_it_rises_with_n():
 def test_convergence_of_a_full_grid_is_exact_for_a_linear_embedding():
     images = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     model = known_model(MeanColour())
-    bags = E.bag_embeddings(model, images, 4, None, grid=True)
+    bags = B.bag_embeddings(model, images, 4, None, grid=True)
     cos = nn.functional.cosine_similarity(bags, model.embed(images)).min().item()
     assert cos == pytest.approx(1.0, abs=1e-6)
 
@@ -382,8 +384,8 @@ def test_part_embeddings_of_mean_colours_are_the_part_colours():
     world = ToyWorld(seed=0)
     sample = world.sample(200, 1)
     model = known_model(MeanColour())
-    parts = E.part_embeddings(model, sample.images, sample.parts, world.tile, world.n_parts,
-                              space="embedding")
+    parts = part_embeddings(model, sample.images, sample.parts, world.tile, world.n_parts,
+                            space="embedding")
     assert parts.shape == (world.n_parts, 3)
     assert (parts - world.colors).abs().max() < 0.03  # stripes and noise average out
 
@@ -391,7 +393,7 @@ def test_part_embeddings_of_mean_colours_are_the_part_colours():
 def test_part_embeddings_average_the_tiles_of_each_part(tiny):
     world = ToyWorld(seed=0)
     sample = world.sample(6, 2)
-    parts = E.part_embeddings(tiny, sample.images, sample.parts, 8, world.n_parts)
+    parts = part_embeddings(tiny, sample.images, sample.parts, 8, world.n_parts)
     tiles = grid_patches(sample.images, 8)[0].flatten(0, 1)
     with torch.no_grad():
         tiny.eval()
@@ -421,13 +423,13 @@ def test_gram_similarity_matches_the_written_out_formula_and_its_invariances():
     closed = closed_form_embedding(P, 8)
     g = torch.Generator().manual_seed(0)
     Z = torch.randn(8, 5, generator=g, dtype=torch.float64)
-    value = E.gram_similarity(Z, closed, p)
+    value = gram_similarity(Z, closed, p)
     assert value == pytest.approx(centred_kernel_alignment(Z.numpy(), closed.numpy(), p.numpy()),
                                   abs=1e-10)
     Q, _ = torch.linalg.qr(torch.randn(8, 8, generator=g, dtype=torch.float64))
-    assert E.gram_similarity(3.0 * closed @ Q, closed, p) == pytest.approx(1.0, abs=1e-10)
-    assert E.gram_similarity(torch.ones(8, 4), closed, p) == 0.0  # constant: nothing learned
-    assert E.gram_similarity(closed, closed, p, centre=False) == pytest.approx(1.0)
+    assert gram_similarity(3.0 * closed @ Q, closed, p) == pytest.approx(1.0, abs=1e-10)
+    assert gram_similarity(torch.ones(8, 4), closed, p) == 0.0  # constant: nothing learned
+    assert gram_similarity(closed, closed, p, centre=False) == pytest.approx(1.0)
 
 
 # ------------------------------------------------------------------------ command line
@@ -468,11 +470,11 @@ def test_cli_rows_match_the_library_functions(smoke_checkpoint):
     from cooc_minimal.checkpoint import load_model
     from cooc_minimal.data import get_dataset
 
-    rows = E.evaluate_checkpoint(smoke_checkpoint, "toyworld", patches=[2], limit=100,
+    rows = E.evaluate_checkpoint(smoke_checkpoint, dataset="toyworld", patches=[2], limit=100,
                                  grid=True, progress=False)
     model, _ = load_model(smoke_checkpoint)
     train, test = get_dataset("toyworld"), get_dataset("toyworld", train=False)
-    bags = [E.bag_embeddings(model, d.images[:100], 8, 2, grid=True,
+    bags = [B.bag_embeddings(model, d.images[:100], 8, 2, grid=True,
                              generator=torch.Generator().manual_seed(s))
             for s, d in enumerate((train, test))]
     probe = E.linear_probe(bags[0], train.labels[:100], bags[1], test.labels[:100], 10)
