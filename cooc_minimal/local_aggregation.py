@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cooc_minimal.models import ARCHS, JointEmbedding, build_model
+from cooc_minimal.models import ARCHS, JointEmbedding, build_model, evaluation_mode
+from cooc_minimal.runtime import model_device, positive_int
 
 __all__ = [
     "CIFAR_MEAN", "CIFAR_STD", "pooled_side", "pad_images", "feature_map_size",
@@ -74,21 +75,19 @@ def _check_inputs(backbone: nn.Module, images: torch.Tensor) -> None:
                          f"dimension with images.unsqueeze(0) for a single image.")
 
 
-@torch.no_grad()
 def _pooled(backbone: nn.Module, images: torch.Tensor, pad_to: int | None, batch_size: int,
             pool_fn) -> torch.Tensor:
     """Run the backbone in eval mode over batches of images (moved to its device), apply
-    ``pool_fn`` to each feature map; the result is on the images' device, modes restored."""
-    modes = [(m, m.training) for m in backbone.modules()]
-    device = next(backbone.parameters()).device
-    backbone.eval()
-    try:
+    ``pool_fn`` to each feature map; the result is on the images' device, modes restored.
+
+    Not ``bags.grid_embeddings``: these features pool one feature map of the whole image,
+    so neighbouring positions share context, where a patch embedding sees its pixels only.
+    """
+    device = model_device(backbone)
+    with evaluation_mode(backbone):
         chunks = [pool_fn(_feature_map(backbone, pad_images(
             images[i:i + batch_size].to(device), pad_to))).float().to(images.device)
                   for i in range(0, images.shape[0], batch_size)]
-    finally:
-        for module, training in modes:
-            module.training = training
     return torch.cat(chunks)
 
 
@@ -115,8 +114,7 @@ def local_aggregation_features(backbone: nn.Module, images: torch.Tensor, pool: 
     """
     _check_inputs(backbone, images)
     for name, value in (("pool", pool), ("stride", stride), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        positive_int(name, value)
     _, height, width = feature_map_size(backbone, pad_images(images[:1], pad_to).shape[-2:])
     if min(height, width) < pool:
         raise ValueError(f"the feature map is {height}x{width}, smaller than the pooling window "

@@ -22,8 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from torch import nn
 
+from cooc_minimal.bags import check_model, check_space, embed_patches, grid_embeddings
 from cooc_minimal.models import evaluation_mode
-from cooc_minimal.patches import grid_boxes, grid_patches
+from cooc_minimal.patches import grid_boxes
+from cooc_minimal.runtime import model_device
 
 __all__ = ["pipeline_figure", "Neighbours", "grid_patch_embeddings", "patch_similarity",
            "similarity_heatmap", "nearest_patches", "frame_colours", "patch_neighbors",
@@ -119,9 +121,9 @@ def pipeline_figure() -> Figure:
 # ------------------------------------------------------ looking inside the embedding (ch. 9)
 #
 # A patch is a box (x0, y0, x1, y1) of one image, as in ``patches.py``. Every function
-# here embeds square patches one by one with ``model.embed(patch, space)`` (h in the
-# embedding space, z in the projection space), so a patch's vector depends on its pixels
-# only, never on its neighbourhood.
+# here embeds square patches on their own, through ``bags.py`` (h in the embedding space,
+# z in the projection space), so a patch's vector depends on its pixels only, never on
+# its neighbourhood.
 
 FRAME_SAME_CLASS = "green"  # another image of the query's class
 FRAME_OTHER_CLASS = "red"  # an image of another class
@@ -135,14 +137,6 @@ class Neighbours(NamedTuple):
     image: torch.Tensor
     box: torch.Tensor
     similarity: torch.Tensor
-
-
-def _check_model_space(model: nn.Module, space: str) -> None:
-    if not hasattr(model, "embed"):
-        raise ValueError(f"model must be a JointEmbedding (models.build_model or "
-                         f"checkpoint.load_model), got {type(model).__name__}.")
-    if space not in ("embedding", "projection"):
-        raise ValueError(f"space must be 'embedding' or 'projection', got {space!r}.")
 
 
 def _as_batch(images: torch.Tensor) -> torch.Tensor:
@@ -168,48 +162,44 @@ def _check_box(box, patch_size: int | None, height: int, width: int) -> tuple[in
     return x0, y0, x1, y1
 
 
-def _embed(model: nn.Module, patches: torch.Tensor, space: str, input_size: int | None,
-           batch_size: int) -> torch.Tensor:
-    """(M, 3, s, s) patches in [0, 1] -> (M, D) float32 unit vectors, on the patches' device.
+def _check_model_space(model: nn.Module, space: str) -> None:
+    check_model(model)
+    check_space(space)
 
-    ``input_size`` resizes each patch (bilinear, antialiased) as in training (``patch_out``).
-    """
-    device = next(model.parameters()).device
-    out = []
+
+def _query_vector(model: nn.Module, images: torch.Tensor, query_image: int,
+                  box: tuple[int, ...], *, space: str, input_size: int | None) -> torch.Tensor:
+    """The unit vector (D,) of the patch ``box`` of ``images[query_image]``, on the images'
+    device; ``input_size`` resizes it as the grid patches are (``bags.embed_patches``)."""
+    x0, y0, x1, y1 = box
+    patch = images[query_image, :, y0:y1, x0:x1].to(model_device(model))
     with evaluation_mode(model):
-        for start in range(0, patches.shape[0], batch_size):
-            chunk = patches[start:start + batch_size].to(device)
-            if input_size is not None and input_size != chunk.shape[-1]:
-                chunk = F.interpolate(chunk, size=(input_size, input_size), mode="bilinear",
-                                      align_corners=False, antialias=True)
-            out.append(F.normalize(model.embed(chunk, space).float(), dim=1).to(patches.device))
-    return torch.cat(out)
+        h = embed_patches(model, patch[None, None], space, input_size)  # (1, 1, D)
+    return F.normalize(h[0, 0], dim=0).to(images.device)
 
 
-def grid_patch_embeddings(model: nn.Module, images: torch.Tensor, patch_size: int,
+def grid_patch_embeddings(model: nn.Module, images: torch.Tensor, patch_size: int, *,
                           stride: int | None = None, space: str = "embedding",
                           input_size: int | None = None, batch_size: int = 2048,
                           ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """Unit-norm vectors of every grid patch: images (B, 3, H, W) -> (B, L, D).
 
     The grid is ``patches.grid_patches(images, patch_size, stride)``'s, row by row; also
-    returns its boxes (L, 4) and (rows, cols) with L = rows * cols.
+    returns its boxes (L, 4) and (rows, cols) with L = rows * cols. ``input_size`` resizes
+    each patch as in training (``patch_out``); ``batch_size`` patches per forward pass.
     """
     _check_model_space(model, space)
     images = _as_batch(images)
     stride = stride or patch_size
     height, width = images.shape[-2:]
     rows, cols = (height - patch_size) // stride + 1, (width - patch_size) // stride + 1
-    per_chunk = max(1, batch_size // (rows * cols))
-    vectors, boxes = [], None
-    for start in range(0, images.shape[0], per_chunk):
-        patches, boxes = grid_patches(images[start:start + per_chunk], patch_size, stride)
-        flat = _embed(model, patches.flatten(0, 1), space, input_size, batch_size)
-        vectors.append(flat.view(patches.shape[0], patches.shape[1], -1))
-    return torch.cat(vectors), boxes[0], (rows, cols)
+    vectors = grid_embeddings(model, images, patch_size, stride=stride, space=space,
+                              out_size=input_size, batch_size=batch_size)
+    boxes = grid_boxes(height, width, patch_size, stride, images.device)
+    return F.normalize(vectors, dim=-1), boxes, (rows, cols)
 
 
-def patch_similarity(model: nn.Module, images: torch.Tensor, query_box, patch_size: int,
+def patch_similarity(model: nn.Module, images: torch.Tensor, query_box, patch_size: int, *,
                      stride: int | None = None, space: str = "embedding", query_image: int = 0,
                      input_size: int | None = None) -> torch.Tensor:
     """Cosine similarity of one query patch with every grid patch: (B, rows, cols).
@@ -224,11 +214,11 @@ def patch_similarity(model: nn.Module, images: torch.Tensor, query_box, patch_si
         raise ValueError(f"query_image={query_image} is not an index of the "
                          f"{images.shape[0]} images.")
     x0, y0, x1, y1 = _check_box(query_box, patch_size, *images.shape[-2:])
-    query = _embed(model, images[query_image:query_image + 1, :, y0:y1, x0:x1], space,
-                   input_size, 1)  # (1, D)
-    grid, _, (rows, cols) = grid_patch_embeddings(model, images, patch_size, stride, space,
-                                                  input_size)
-    return (grid @ query[0]).view(images.shape[0], rows, cols)
+    query = _query_vector(model, images, query_image, (x0, y0, x1, y1), space=space,
+                          input_size=input_size)  # (D,)
+    grid, _, (rows, cols) = grid_patch_embeddings(model, images, patch_size, stride=stride,
+                                                  space=space, input_size=input_size)
+    return (grid @ query).view(images.shape[0], rows, cols)
 
 
 def _pixel_map(similarity: torch.Tensor, patch_size: int, stride: int,
@@ -254,7 +244,7 @@ def _show_image(ax, image: torch.Tensor) -> None:
     ax.set_yticks([])
 
 
-def similarity_heatmap(model: nn.Module, images: torch.Tensor, query_box, patch_size: int,
+def similarity_heatmap(model: nn.Module, images: torch.Tensor, query_box, patch_size: int, *,
                        stride: int | None = None, space: str | Sequence[str] = "embedding",
                        query_image: int = 0, input_size: int | None = None,
                        titles: Sequence[str] | None = None, cmap: str = "inferno") -> Figure:
@@ -269,9 +259,9 @@ def similarity_heatmap(model: nn.Module, images: torch.Tensor, query_box, patch_
     spaces = [space] if isinstance(space, str) else list(space)
     stride = stride or patch_size
     box = _check_box(query_box, patch_size, *images.shape[-2:])
-    maps = [_pixel_map(patch_similarity(model, images, box, patch_size, stride, s,
-                                        query_image, input_size), patch_size, stride,
-                       tuple(images.shape[-2:])).cpu() for s in spaces]
+    maps = [_pixel_map(patch_similarity(model, images, box, patch_size, stride=stride, space=s,
+                                        query_image=query_image, input_size=input_size),
+                       patch_size, stride, tuple(images.shape[-2:])).cpu() for s in spaces]
     batch = images.shape[0]
     fig = Figure(figsize=(2.6 * batch + 0.8, 2.6 * len(spaces) + 0.4), layout="constrained")
     axes = fig.subplots(len(spaces), batch, squeeze=False)
@@ -311,7 +301,7 @@ def _images_labels(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def nearest_patches(model: nn.Module, images: torch.Tensor, query: tuple[int, Any], k: int,
+def nearest_patches(model: nn.Module, images: torch.Tensor, query: tuple[int, Any], k: int, *,
                     space: str = "embedding", stride: int | None = None,
                     input_size: int | None = None) -> Neighbours:
     """The k grid patches of ``images`` most cosine-similar to the query patch.
@@ -326,8 +316,8 @@ def nearest_patches(model: nn.Module, images: torch.Tensor, query: tuple[int, An
                          f"{images.shape[0]} images.")
     box = _check_box(box, None, *images.shape[-2:])
     side = box[2] - box[0]
-    similarity = patch_similarity(model, images, box, side, stride, space, int(index),
-                                  input_size).flatten(1)  # (N, L)
+    similarity = patch_similarity(model, images, box, side, stride=stride, space=space,
+                                  query_image=int(index), input_size=input_size).flatten(1)
     boxes = grid_boxes(images.shape[-2], images.shape[-1], side, stride or side)
     own = (boxes == torch.tensor(box)).all(dim=1).to(similarity.device)
     similarity[int(index)] = similarity[int(index)].masked_fill(own, -torch.inf)
@@ -364,7 +354,7 @@ def _crop(images: torch.Tensor, index: int, box) -> torch.Tensor:
     return images[int(index), :, y0:y1, x0:x1]
 
 
-def patch_neighbors(model: nn.Module, dataset, query: tuple[int, Any], k: int = 15,
+def patch_neighbors(model: nn.Module, dataset, query: tuple[int, Any], k: int = 15, *,
                     space: str = "embedding", stride: int | None = None,
                     input_size: int | None = None, columns: int = 8) -> Figure:
     """The query patch and its k nearest grid patches of a dataset (appendix E, Figs. 7-10).
@@ -375,7 +365,8 @@ def patch_neighbors(model: nn.Module, dataset, query: tuple[int, Any], k: int = 
     (``frame_colours``); each neighbour's title is its cosine similarity.
     """
     images, labels = _images_labels(dataset)
-    found = nearest_patches(model, images, query, k, space, stride, input_size)
+    found = nearest_patches(model, images, query, k, space=space, stride=stride,
+                            input_size=input_size)
     colours = frame_colours(query[0], labels[int(query[0])], found.image.cpu(),
                             labels[found.image.cpu()])
     rows = -(-k // columns)
@@ -430,7 +421,7 @@ class PartSharing(NamedTuple):
     boxes: torch.Tensor
 
 
-def part_sharing(model: nn.Module, dataset, image_index: int, patch_size: int,
+def part_sharing(model: nn.Module, dataset, image_index: int, patch_size: int, *,
                  stride: int | None = None, k: int = 50, space: str = "embedding",
                  input_size: int | None = None) -> PartSharing:
     """For each grid patch of one image, which classes its k nearest patches come from.
@@ -441,8 +432,8 @@ def part_sharing(model: nn.Module, dataset, image_index: int, patch_size: int,
     """
     images, labels = _images_labels(dataset)
     stride = stride or patch_size
-    vectors, boxes, _ = grid_patch_embeddings(model, images, patch_size, stride, space,
-                                              input_size)
+    vectors, boxes, _ = grid_patch_embeddings(model, images, patch_size, stride=stride,
+                                              space=space, input_size=input_size)
     n_images, length = vectors.shape[:2]
     if not 0 < k <= (n_images - 1) * length:
         raise ValueError(f"k={k} must be between 1 and {(n_images - 1) * length}, the number of "
@@ -457,7 +448,7 @@ def part_sharing(model: nn.Module, dataset, image_index: int, patch_size: int,
     return PartSharing(share.cpu(), nearest.cpu(), boxes.cpu())
 
 
-def composition_figure(model: nn.Module, dataset, image_index: int, patch_size: int,
+def composition_figure(model: nn.Module, dataset, image_index: int, patch_size: int, *,
                        stride: int | None = None, k: int = 50, space: str = "embedding",
                        class_names: Sequence[str] | None = None, show: int = 2,
                        input_size: int | None = None) -> Figure:
@@ -472,7 +463,8 @@ def composition_figure(model: nn.Module, dataset, image_index: int, patch_size: 
     """
     images, labels = _images_labels(dataset)
     share, nearest, boxes = part_sharing(model, (images, labels), image_index, patch_size,
-                                         stride, k, space, input_size)
+                                         stride=stride, k=k, space=space,
+                                         input_size=input_size)
     length, n_classes = share.shape
     near_class = labels.cpu()[nearest // length]
     names = list(class_names) if class_names is not None else [f"class {c}"
