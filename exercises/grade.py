@@ -40,7 +40,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from exercises import checker
+from exercises import model
 from exercises.runner import CheckLoadError, run_isolated
 
 MAX_FILE_BYTES = 1_000_000
@@ -111,8 +111,8 @@ def collect_answers(entry: Path, into: Path, stems: list[str]) -> dict[str, Path
     return paths
 
 
-def grade_submission(entry: Path, sets: list[checker.ExerciseSet],
-                     time_limit: float) -> dict[str, list[checker.Result]]:
+def grade_submission(entry: Path, sets: list[model.ExerciseSet],
+                     time_limit: float) -> dict[str, list[model.Result]]:
     """``{set stem: [Result, ...]}`` for one student's folder or zip."""
     stems = [s.stem for s in sets]
     with tempfile.TemporaryDirectory(prefix="cooc-grade-") as scratch:
@@ -123,7 +123,7 @@ def grade_submission(entry: Path, sets: list[checker.ExerciseSet],
         return run_isolated(jobs, time_limit=time_limit, checks_dir=sets[0].checks_dir)
 
 
-def gradescope_json(results: dict[str, list[checker.Result]], elapsed: float) -> dict:
+def gradescope_json(results: dict[str, list[model.Result]], elapsed: float) -> dict:
     tests = []
     for stem, rows in results.items():
         for i, r in enumerate(rows, 1):
@@ -141,11 +141,11 @@ def gradescope_json(results: dict[str, list[checker.Result]], elapsed: float) ->
             "stdout_visibility": "hidden", "tests": tests}
 
 
-def report_text(results: dict[str, list[checker.Result]]) -> str:
+def report_text(results: dict[str, list[model.Result]]) -> str:
     lines = []
     for stem, rows in results.items():
         lines.append(stem)
-        lines += [checker.result_line(r) for r in rows]
+        lines += [model.result_line(r) for r in rows]
     earned = sum(r.points for rows in results.values() for r in rows)
     most = sum(r.max_points for rows in results.values() for r in rows)
     lines.append(f"points: {earned:g}/{most:g}")
@@ -159,10 +159,10 @@ def grade_class(folder: Path, out: Path, time_limit: float = 30.0, jobs: int = 1
 
     ``checks_dir``: another folder of check files than exercises/checks/ (for tests).
     """
-    sets = checker.exercise_sets(chapter, checks_dir)
+    sets = model.exercise_sets(chapter, checks_dir)
     entries = submissions(folder)
-    columns = [f"{s.stem}.{c.name}" for s in sets for c in checker.load_checks(s).checks]
-    most = sum(c.points for s in sets for c in checker.load_checks(s).checks)
+    columns = [f"{s.stem}.{c.name}" for s in sets for c in model.load_checks(s).checks]
+    most = sum(c.points for s in sets for c in model.load_checks(s).checks)
     out.mkdir(parents=True, exist_ok=True)
 
     def one(entry: Path) -> dict:
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=30.0,
                         help="seconds each exercise may take (default 30)")
     parser.add_argument("--jobs", type=int, default=1, help="students checked at once")
-    parser.add_argument("--chapter", type=checker.parse_chapters,
+    parser.add_argument("--chapter", type=model.parse_chapters,
                         help="grade these chapters' sets only: 3, 0,3 or 0-4")
     parser.add_argument("--gradescope", nargs=2, type=Path, metavar=("SUBMISSION", "RESULTS"),
                         help="grade one submission folder and write Gradescope's results.json")
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.gradescope:
             submission, results_path = args.gradescope
             start = time.monotonic()
-            results = grade_submission(submission, checker.exercise_sets(args.chapter),
+            results = grade_submission(submission, model.exercise_sets(args.chapter),
                                        args.time_limit)
             results_path.parent.mkdir(parents=True, exist_ok=True)
             results_path.write_text(json.dumps(

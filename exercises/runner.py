@@ -1,8 +1,15 @@
-"""Run answer files in a child process, so no answer can pass by ending, hanging or patching.
+"""Run answer files against their checks: here, or in a child process no answer can fool.
 
-The parent (:func:`run_isolated`) starts ``python -I`` in an empty temporary folder, with
-only this course's root on ``sys.path``: the checks and the checker that run are always the
-ones beside this file, never copies shipped with a submission. The child loads every
+:func:`run_set` runs one set's checks in this process: the house rules of
+:mod:`exercises.rules` first, then the answer file's import and each check under a time
+limit, sorting the blame between the answer and the check. It is what the child runs, and
+what the tests call directly.
+
+:func:`run_isolated` runs sets in a child process, so no answer can pass by ending, hanging
+or patching. It starts ``python -I`` in an empty temporary folder, with only this course's
+root on ``sys.path`` (put there by the child's first line, ``_BOOT``): the checks and the
+runner that run are always the ones beside this file, never copies shipped with a
+submission. The child loads every
 check first, then imports each answer file (after its syntax-tree checks) and runs the
 checks one by one, reporting each start and result on a private copy of stdout, each line
 prefixed with a random token the parent sent on stdin; the answers' own ``print`` goes to
@@ -23,15 +30,31 @@ import json
 import os
 import queue
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 
-COURSE_ROOT = Path(__file__).resolve().parent.parent
+from exercises import rules
+from exercises.model import (
+    COURSE_ROOT,
+    Check,
+    CheckSet,
+    ExerciseSet,
+    Result,
+    exercise_set_named,
+    load_checks,
+    load_file,
+)
+
+# The child's first line: it is started with ``python -I`` (no PYTHONPATH, no working
+# folder on sys.path), so it puts the course root, its argv[1], on its own path here.
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
          "from exercises.runner import child_main; child_main()")
 STARTUP_LIMIT = 180.0  # seconds for the child to import torch, sympy and the checks
@@ -39,6 +62,140 @@ GRACE = 3.0            # seconds past the child's own alarm before the parent ki
 MEMORY_LIMIT = 8 << 30  # bytes of address space for the child (a memory bomb fails there)
 FILE_LIMIT = 16 << 20   # bytes any file the child writes may reach (its printed output too)
 
+
+# --- in this process ----------------------------------------------------------------------
+
+class TimeLimit(BaseException):  # noqa: N818  (BaseException: `except Exception` won't eat it)
+    """Raised in the main thread when an exercise runs past its time limit."""
+
+
+def _alarm(seconds: float | None):
+    if not seconds:
+        return None
+
+    def ring(signum, frame):
+        raise TimeLimit(f"did not finish within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    return previous
+
+
+def _disarm(previous) -> None:
+    if previous is not None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _explain(error: BaseException, answers_path: Path) -> tuple[str, str]:
+    """(status, message) for an exception raised while checking an exercise."""
+    if isinstance(error, TimeLimit):
+        return "timed out", f"{error}: is there an endless loop?"
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if Path(f.filename).resolve() == answers_path.resolve()]
+    if frames:
+        if isinstance(error, NotImplementedError):
+            return "not done", f"not done yet ({error})" if str(error) else "not done yet"
+        where = f" at {answers_path.name} line {frames[-1].lineno}"
+        if isinstance(error, SystemExit):
+            return "failed", f"your code called exit(){where}: return a value instead"
+        return "failed", f"your code raised {type(error).__name__}{where}: {error}"
+    if isinstance(error, AssertionError):
+        return "failed", str(error) or "a check failed"
+    if isinstance(error, NotImplementedError):  # raised by a library call, not by a stub
+        return "failed", f"your answer led to NotImplementedError: {error}"
+    return "check error", (f"the check itself failed ({type(error).__name__}: {error}); this "
+                           "is a fault of the check or an answer it did not expect, not "
+                           "counted as yours: tell your instructor")
+
+
+def _result(check: Check, status: str, message: str = "", stem: str = "") -> Result:
+    passed = status == "passed"
+    return Result(check.name, passed, message, status, check.points if passed else 0.0,
+                  check.points, stem)
+
+
+def run_set(exercise_set: ExerciseSet, answers_path: Path | None = None,
+            solutions: bool = False, only: Iterable[str] | None = None,
+            time_limit: float | None = None,
+            on_start: Callable[[str], None] | None = None,
+            on_result: Callable[[Result], None] | None = None,
+            check_set: CheckSet | None = None) -> list[Result]:
+    """Run the checks of a set against an answer file (the stubs unless told otherwise).
+
+    This runs the answers in this process: :func:`run_isolated` runs it in a child
+    process. ``only``: the exercises to run (default all); ``time_limit``: seconds
+    per exercise (SIGALRM, main thread only); ``on_start(name)`` is called before the file is
+    imported (name ``"<import>"``) and before each check; ``on_result`` after each.
+    """
+    path = Path(answers_path) if answers_path else exercise_set.answers_path(solutions)
+    check_set = check_set or load_checks(exercise_set)  # loaded before any answer runs
+    wanted = set(only) if only is not None else None
+    checks = [c for c in check_set.checks if wanted is None or c.name in wanted]
+    results = []
+
+    def finish(result: Result) -> None:
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    def fail_all(status: str, message: str) -> list[Result]:
+        for check in checks:
+            finish(_result(check, status, message, exercise_set.stem))
+        return results
+
+    if not path.exists():
+        return fail_all("failed", f"{path.name} is missing from the submission")
+    try:
+        tree = rules.parse(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    except SyntaxError as error:
+        return fail_all("failed", f"could not read {path.name}: {error.msg} at line "
+                                  f"{error.lineno}")
+    problems = rules.file_problems(tree, check_set.allowed_imports, check_set.allow_classes)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return fail_all("not allowed", f"{path.name} was not run: {problems[0]}{more}")
+    if on_start:
+        on_start("<import>")
+    previous = _alarm(time_limit)
+    try:
+        answers = load_file(path, f"_answers_{exercise_set.stem}")
+    except (KeyboardInterrupt, TimeLimit) as error:
+        _disarm(previous)
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        return fail_all("timed out", f"importing {path.name} {error}")
+    except BaseException as error:  # noqa: BLE001  (exit() or anything else at import)
+        _disarm(previous)
+        return fail_all("failed", f"could not import {path.name}: {type(error).__name__}: "
+                                  f"{error}")
+    _disarm(previous)
+    for check in checks:
+        if on_start:
+            on_start(check.name)
+        if not callable(getattr(answers, check.function, None)):
+            finish(_result(check, "failed", f"{path.name} has no function {check.function} "
+                                            "(keep the stub's name)", exercise_set.stem))
+            continue
+        broken = [p for p in (r.problem(tree, check.function) for r in check.forbid) if p]
+        if broken:
+            finish(_result(check, "not allowed", broken[0], exercise_set.stem))
+            continue
+        previous = _alarm(time_limit)
+        try:
+            check.run(answers)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # noqa: BLE001  (SystemExit from the answer too)
+            _disarm(previous)
+            finish(_result(check, *_explain(error, path), exercise_set.stem))
+        else:
+            _disarm(previous)
+            finish(_result(check, "passed", "", exercise_set.stem))
+    return results
+
+
+# --- in a child process -------------------------------------------------------------------
 
 class CheckLoadError(RuntimeError):
     """The instructor's checks could not be loaded: nothing was graded."""
@@ -66,13 +223,11 @@ def run_isolated(jobs: dict[str, Path], time_limit: float = 60.0,
 
     ``checks_dir``: where the check files are (default: this course's exercises/checks/).
     """
-    from exercises import checker
-
     loaded = {stem: load_set(stem, checks_dir) for stem in jobs}
     order = {stem: [c.name for c in loaded[stem].checks] for stem in jobs}
     pending = [(stem, name) for stem in jobs for name in order[stem]]
     maxima = {(stem, c.name): c.points for stem in jobs for c in loaded[stem].checks}
-    done: dict[tuple[str, str], checker.Result] = {}
+    done: dict[tuple[str, str], Result] = {}
     while pending:
         finished, current, why = _one_child(jobs, pending, time_limit, python, done,
                                             checks_dir)
@@ -84,29 +239,21 @@ def run_isolated(jobs: dict[str, Path], time_limit: float = 60.0,
         if name == "<import>":
             message = f"importing {Path(jobs[stem]).name}: {message}"
         for s, n in hit:
-            done[(s, n)] = checker.Result(n, False, message, status, 0.0, maxima[(s, n)], s)
+            done[(s, n)] = Result(n, False, message, status, 0.0, maxima[(s, n)], s)
         pending = [p for p in pending if p not in done]
     for s, n in pending:  # a child that said "done" too early: never a pass
-        done.setdefault((s, n), checker.Result(n, False, "the check gave no result",
+        done.setdefault((s, n), Result(n, False, "the check gave no result",
                                                 "check error", 0.0, maxima[(s, n)], s))
     return {stem: [done[(stem, name)] for name in order[stem]] for stem in jobs}
 
 
-def load_set(stem: str, checks_dir: str | Path | None = None):
+def load_set(stem: str, checks_dir: str | Path | None = None) -> CheckSet:
     """The checks of the set named ``stem`` (``ex03_losses``)."""
-    from exercises import checker
-
-    match = checker.SET_PATTERN.match(f"{stem}.py")
-    if match is None:
-        raise ValueError(f"{stem!r} is not the name of an exercise set (exNN_topic).")
-    folder = Path(checks_dir) if checks_dir else None
-    return checker.load_checks(checker.ExerciseSet(int(match.group(1)), match.group(2), folder))
+    return load_checks(exercise_set_named(stem, checks_dir))
 
 
 def _one_child(jobs, pending, time_limit, python, done, checks_dir):
     """Run one child over ``pending``; return (finished, current exercise, (status, why))."""
-    from exercises import checker
-
     token = secrets.token_hex(16)
     sets = {}
     for stem, name in pending:
@@ -150,7 +297,7 @@ def _one_child(jobs, pending, time_limit, python, done, checks_dir):
             if kind == "start":
                 current = (event["stem"], event["exercise"])
             elif kind == "result":
-                result = checker.Result(**event["result"])
+                result = Result(**event["result"])
                 done[(event["stem"], result.exercise)] = result
                 current = None
         _stop(child)
@@ -199,8 +346,6 @@ def child_main() -> None:
         out.write(f"{token} {json.dumps(event)}\n")
         out.flush()
 
-    from exercises import checker
-
     try:
         loaded = {item["stem"]: load_set(item["stem"], job["checks_dir"])
                   for item in job["sets"]}
@@ -217,7 +362,7 @@ def child_main() -> None:
         def on_result(result, stem=stem):
             emit(event="result", stem=stem, result=asdict(result))
 
-        checker.run_set(loaded[stem].exercise_set, answers_path=Path(item["answers"]),
+        run_set(loaded[stem].exercise_set, answers_path=Path(item["answers"]),
                         only=item["exercises"], time_limit=job["time_limit"],
                         on_start=on_start, on_result=on_result, check_set=loaded[stem])
     emit(event="done")

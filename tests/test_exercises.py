@@ -9,18 +9,18 @@ import sys
 
 import pytest
 
-from exercises import checker, rules
+from exercises import model, rules, runner
 from exercises.checktools import NO_LIBRARY, NO_LOOPS, NO_NUMPY, exercise, forbid_names
 
-SETS = checker.exercise_sets()
-CHECK_SETS = {s.stem: checker.load_checks(s) for s in SETS}
+SETS = model.exercise_sets()
+CHECK_SETS = {s.stem: model.load_checks(s) for s in SETS}
 PAIRS = [(s, c.name) for s in SETS for c in CHECK_SETS[s.stem].checks]
 IDS = [f"{s.stem}.{n}" for s, n in PAIRS]
-HAVE_SOLUTIONS = (checker.EXERCISES_DIR / "solutions").is_dir()
+HAVE_SOLUTIONS = (model.EXERCISES_DIR / "solutions").is_dir()
 
 
 def only(exercise_set, name, **kwargs):
-    (result,) = checker.run_set(exercise_set, only=[name], check_set=CHECK_SETS[exercise_set.stem],
+    (result,) = runner.run_set(exercise_set, only=[name], check_set=CHECK_SETS[exercise_set.stem],
                                 **kwargs)
     return result
 
@@ -138,8 +138,8 @@ def test_forbid_rules_allow_what_they_do_not_forbid():
 # --- who gets the blame --------------------------------------------------------------------
 
 @pytest.fixture
-def tiny_set(tmp_path, monkeypatch):
-    """A throw-away exercise set ex98_tiny with three checks, in a private exercises dir."""
+def tiny_set(tmp_path):
+    """A throw-away exercise set ex98_tiny with three checks, in a private checks dir."""
     checks = tmp_path / "checks"
     checks.mkdir()
     (checks / "ex98_tiny.py").write_text(
@@ -154,8 +154,7 @@ def tiny_set(tmp_path, monkeypatch):
         "def check_grad(answers):\n"
         "    z = torch.ones(2, requires_grad=True)\n"
         "    torch.autograd.grad(answers.grad(z), [z, torch.ones(1, requires_grad=True)])\n")
-    monkeypatch.setattr(checker, "EXERCISES_DIR", tmp_path)
-    return checker.ExerciseSet(98, "tiny")
+    return model.ExerciseSet(98, "tiny", checks)
 
 
 @pytest.mark.parametrize("body,status,expected", [
@@ -172,7 +171,7 @@ def tiny_set(tmp_path, monkeypatch):
 def test_each_outcome_gets_its_status_and_sentence(tiny_set, tmp_path, body, status, expected):
     answers = tmp_path / "ex98_tiny.py"
     answers.write_text(body)
-    result = checker.run_set(tiny_set, answers_path=answers, only=["double"], time_limit=1)[0]
+    result = runner.run_set(tiny_set, answers_path=answers, only=["double"], time_limit=1)[0]
     assert result.status == status, result
     assert expected in result.message
     assert result.points == (2 if status == "passed" else 0) and result.max_points == 2
@@ -181,22 +180,22 @@ def test_each_outcome_gets_its_status_and_sentence(tiny_set, tmp_path, body, sta
 def test_an_endless_loop_times_out_in_process(tiny_set, tmp_path):
     answers = tmp_path / "ex98_tiny.py"
     answers.write_text("def grad(z):\n    while True:\n        pass\n")
-    (result,) = checker.run_set(tiny_set, answers_path=answers, only=["grad"], time_limit=0.5)
+    (result,) = runner.run_set(tiny_set, answers_path=answers, only=["grad"], time_limit=0.5)
     assert result.status == "timed out" and "did not finish within 0.5 s" in result.message
 
 
 def test_an_error_raised_by_the_check_is_the_checks_own(tiny_set, tmp_path):
     answers = tmp_path / "ex98_tiny.py"
     answers.write_text("def grad(z):\n    return (z * z).sum()\n")
-    (result,) = checker.run_set(tiny_set, answers_path=answers, only=["grad"])
+    (result,) = runner.run_set(tiny_set, answers_path=answers, only=["grad"])
     assert result.status == "check error"
     assert result.message.startswith("the check itself failed (RuntimeError")
     assert "not counted as yours" in result.message and "your code" not in result.message
 
 
 def test_failure_lines_wrap_below_100_characters():
-    long = checker.Result("spectral_loss", False, "word " * 60, "failed", 0, 1)
-    lines = checker.result_line(long).splitlines()
+    long = model.Result("spectral_loss", False, "word " * 60, "failed", 0, 1)
+    lines = model.result_line(long).splitlines()
     assert len(lines) > 2 and all(len(line) < 100 for line in lines)
     assert all(line.startswith(" " * 8) for line in lines[1:])
 

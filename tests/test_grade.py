@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from exercises import checker, grade
+from exercises import grade, model, runner
 
 REPO = Path(__file__).resolve().parent.parent
 VENV = Path(sys.executable).parent.parent
@@ -21,8 +21,8 @@ HAVE_SOLUTIONS = (REPO / "exercises" / "solutions").is_dir()
 pytestmark = pytest.mark.skipif(not HAVE_SOLUTIONS, reason="a student copy has no solutions")
 
 CHAPTERS = [0, 1, 2, 3, 4]
-SETS = {s.stem: s for s in checker.exercise_sets(CHAPTERS)}
-POINTS = {s: {c.name: c.points for c in checker.load_checks(SETS[s]).checks} for s in SETS}
+SETS = {s.stem: s for s in model.exercise_sets(CHAPTERS)}
+POINTS = {s: {c.name: c.points for c in model.load_checks(SETS[s]).checks} for s in SETS}
 
 
 def stub(stem):
@@ -231,10 +231,10 @@ def test_exit_os_exit_hangs_and_leaks_never_pass(tmp_path):
         "crashed: importing ex97_tricks.py")
     assert outputs(tmp_path / "out", "pyloop")["ex97_tricks.first"].startswith("timed out")
     # The same two students checked one after the other in one process: the leak is real.
-    tricks = checker.ExerciseSet(97, "tricks", checks)
+    tricks = model.ExerciseSet(97, "tricks", checks)
     try:
-        checker.run_set(tricks, answers_path=subs / "leaker" / "ex97_tricks.py")
-        shared = checker.run_set(tricks, answers_path=subs / "victim" / "ex97_tricks.py")
+        runner.run_set(tricks, answers_path=subs / "leaker" / "ex97_tricks.py")
+        shared = runner.run_set(tricks, answers_path=subs / "victim" / "ex97_tricks.py")
     finally:
         torch.set_default_dtype(torch.float32)
     assert {r.exercise: r.passed for r in shared}["leak"], "the leak did not reproduce"
@@ -273,7 +273,7 @@ def course(tmp_path):
             (root / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / relative, root / relative)
     for extra in ("exercises/grade.py", "exercises/runner.py", "exercises/rules.py",
-                  "exercises/checktools.py"):
+                  "exercises/checktools.py", "exercises/model.py", "exercises/checker.py"):
         shutil.copy2(REPO / extra, root / extra)
     readme = (root / "README.md").read_text()
     if "<!-- instructors -->" not in readme:
