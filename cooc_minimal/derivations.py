@@ -17,6 +17,7 @@ which is 0 for a correct step.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -179,8 +180,8 @@ def prop31_steps(form: str = "integral", k: int | None = None) -> Derivation:
              factor=2 * w),
     )
     if isinstance(k, int):
-        steps = tuple(Step(st.label, st.name, st.expr.doit(), st.reason, st.factor,
-                           st.constant.doit()) for st in steps)
+        steps = tuple(dataclasses.replace(st, expr=st.expr.doit(), constant=st.constant.doit())
+                      for st in steps)
     title = {"integral": "Proposition 3.1 over patch densities",
              "pointwise": "Proposition 3.1 on the integrand",
              "sum": f"Proposition 3.1 over a vocabulary of {k if k else 'k'} patch types"}[form]

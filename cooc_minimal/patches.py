@@ -86,8 +86,8 @@ def random_patches(images: torch.Tensor, size: int, n: int, out_size: int | None
         if not images.is_floating_point():
             raise ValueError(f"images must be floating point to be resized to out_size, got "
                              f"{images.dtype}: convert them with images.float() / 255.")
-    boxes = random_boxes(images.shape[0], images.shape[-2], images.shape[-1], size, n,
-                         generator).to(images.device)
+    boxes = random_boxes(images.shape[0], *images.shape[-2:], size, n,
+                         generator=generator).to(images.device)
     patches = crop_boxes(images, boxes, size)
     if out_size is not None and out_size != size:
         flat = patches.flatten(0, 1)
