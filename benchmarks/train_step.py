@@ -3,7 +3,7 @@
 Two tables, each measured in this process, alternating the variants and keeping the best of
 ``--repeats`` runs, so that a busy machine slows every variant alike:
 
-1. **Model options.** A full training step of ``cooc_minimal.train`` (patches and views cut on
+1. **Model options.** A full ``cooc_minimal.step.train_step`` (patches and views cut on
    the device, forward, loss, backward, LARS) with fp32 and contiguous tensors as the
    baseline, against ``channels_last``, ``torch.compile`` and both (and bf16 autocast).
 2. **Data path.** The device-resident path (the images held as one uint8 tensor, batches by
@@ -27,7 +27,6 @@ skips it), with the machine and its load; chapter 6 shows the recorded CPU table
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
@@ -41,15 +40,10 @@ from torchvision.transforms import v2
 
 from cooc_minimal.augment import ViewConfig, default_blur_kernel
 from cooc_minimal.config import Config, load_config
-from cooc_minimal.train import (
-    Context,
-    TensorData,
-    build_optimizer,
-    build_trainee,
-    make_views,
-    update,
-    view_plan,
-)
+from cooc_minimal.data import TensorData, epoch_order
+from cooc_minimal.runtime import pick_device
+from cooc_minimal.step import build_optimizer, build_trainee, train_step
+from cooc_minimal.views import make_views, view_plan
 
 
 def settings(device: torch.device) -> Config:
@@ -60,14 +54,15 @@ def settings(device: torch.device) -> Config:
 
 def device_data(cfg: Config, device: torch.device) -> TensorData:
     if device.type == "cuda":  # CIFAR-sized random images: the timing needs no real data
-        data = TensorData.__new__(TensorData)
         g = torch.Generator().manual_seed(0)
-        data.images = torch.randint(0, 256, (50_000, 3, 32, 32), generator=g,
-                                    dtype=torch.uint8).to(device)
-        data.labels = torch.randint(0, 10, (50_000,), generator=g).to(device)
-        data.size, data.n_classes, data.device = 50_000, 10, device
-        return data
-    return TensorData(cfg, device)
+        images = torch.randint(0, 256, (50_000, 3, 32, 32), generator=g, dtype=torch.uint8)
+        return TensorData(images, torch.randint(0, 10, (50_000,), generator=g), device)
+    return TensorData.from_config(cfg, device)
+
+
+def batches(data: TensorData, cfg: Config, epoch: int):
+    """The batches of one epoch in one process, as training draws them."""
+    return data.batches(epoch_order(cfg.seed, epoch, data.size), cfg.batch_size)
 
 
 def per_image_view(view: ViewConfig, patch: int, out: int) -> v2.Compose:
@@ -118,7 +113,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def model_options(cfg: Config, ctx: Context, data: TensorData, steps: int, repeats: int,
+def model_options(cfg: Config, data: TensorData, steps: int, repeats: int,
                   compile_too: bool) -> list[dict]:
     variants = {"fp32 (baseline)": {}, "channels_last": {"channels_last": True},
                 "bf16 autocast": {"precision": "bf16"}}
@@ -128,21 +123,15 @@ def model_options(cfg: Config, ctx: Context, data: TensorData, steps: int, repea
     runners, notes = {}, {}
     for name, change in variants.items():
         c = Config(**{**cfg.__dict__, **change})
-        trainee = build_trainee(c, data.n_classes, ctx)
+        trainee = build_trainee(c, data.n_classes, data.device)
         optimizer = build_optimizer(c, trainee)
         net = torch.compile(trainee) if c.compile else trainee
-        bf16 = c.precision == "bf16" or (c.precision == "auto" and ctx.device.type == "cuda")
-        autocast = (torch.autocast(ctx.device.type, dtype=torch.bfloat16) if bf16
-                    else contextlib.nullcontext())
-        generator = torch.Generator().manual_seed(0)
-        batches = data.batches(0, 0, c, ctx)
+        generator, epoch = torch.Generator().manual_seed(0), batches(data, c, 0)
 
-        def step(c=c, net=net, optimizer=optimizer, autocast=autocast, generator=generator,
-                 batches=batches):
-            images, labels = next(batches)
-            patches = make_views(images, c, generator)
-            update(net, optimizer, patches, labels, c, ctx, autocast)
-            sync(ctx.device)
+        def step(c=c, net=net, optimizer=optimizer, generator=generator, epoch=epoch):
+            images, labels = next(epoch)
+            train_step(net, optimizer, images, labels, cfg=c, generator=generator)
+            sync(data.device)
 
         try:
             step()  # compiles, where it applies
@@ -161,29 +150,29 @@ def model_options(cfg: Config, ctx: Context, data: TensorData, steps: int, repea
     return rows
 
 
-def data_paths(cfg: Config, ctx: Context, data: TensorData, steps: int, repeats: int,
+def data_paths(cfg: Config, data: TensorData, steps: int, repeats: int,
                workers: list[int]) -> list[dict]:
-    trainee = build_trainee(cfg, data.n_classes, ctx)
+    device = data.device
+    trainee = build_trainee(cfg, data.n_classes, device)
     optimizer = build_optimizer(cfg, trainee)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda"
-                else contextlib.nullcontext())
     generator = torch.Generator().manual_seed(0)
-    fixed = make_views(next(data.batches(0, 0, cfg, ctx))[0], cfg, generator)
-    labels0 = next(data.batches(0, 0, cfg, ctx))[1]
+    images0, labels0 = next(batches(data, cfg, 0))
+    fixed = make_views(images0, cfg, generator)
 
     def model_only():
-        update(trainee, optimizer, fixed, labels0, cfg, ctx, autocast)
-        sync(ctx.device)
+        train_step(trainee, optimizer, None, labels0, cfg=cfg, generator=generator, views=fixed)
+        sync(device)
 
     def resident(full: bool):
-        batches = data.batches(1, 0, cfg, ctx)
+        epoch = batches(data, cfg, 1)
 
         def call():
-            images, labels = next(batches)
-            patches = make_views(images, cfg, generator)
+            images, labels = next(epoch)
             if full:
-                update(trainee, optimizer, patches, labels, cfg, ctx, autocast)
-            sync(ctx.device)
+                train_step(trainee, optimizer, images, labels, cfg=cfg, generator=generator)
+            else:
+                make_views(images, cfg, generator)
+            sync(device)
         return call
 
     dataset = PerImagePatches(data.images, data.labels, cfg)
@@ -191,15 +180,16 @@ def data_paths(cfg: Config, ctx: Context, data: TensorData, steps: int, repeats:
     def loader(n_workers: int, full: bool):
         it = iter(DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
                              num_workers=n_workers, drop_last=True,
-                             pin_memory=ctx.device.type == "cuda",
+                             pin_memory=device.type == "cuda",
                              persistent_workers=n_workers > 0))
 
         def call():
             patches, labels = next(it)
-            patches, labels = patches.to(ctx.device), labels.to(ctx.device)
+            patches, labels = patches.to(device), labels.to(device)
             if full:
-                update(trainee, optimizer, patches, labels, cfg, ctx, autocast)
-            sync(ctx.device)
+                train_step(trainee, optimizer, None, labels, cfg=cfg, generator=generator,
+                           views=patches)
+            sync(device)
         return call
 
     paths = {"device-resident, batched (make_views)": resident}
@@ -249,15 +239,14 @@ def main(argv: list[str] | None = None) -> dict:
                         help="DataLoader worker counts to try (default 2; 8 on a GPU)")
     parser.add_argument("--save", default=None, help="JSON file ('' to skip)")
     args = parser.parse_args(argv)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ctx = Context(0, 1, device)
+    device = pick_device("auto")
     cfg = settings(device)
     data = device_data(cfg, device)
     workers = args.workers if args.workers is not None else ([8] if device.type == "cuda"
                                                              else [2])
     load = os.getloadavg()[0]
-    options = model_options(cfg, ctx, data, args.steps, args.repeats, not args.no_compile)
-    paths = data_paths(cfg, ctx, data, args.steps, args.repeats, workers)
+    options = model_options(cfg, data, args.steps, args.repeats, not args.no_compile)
+    paths = data_paths(cfg, data, args.steps, args.repeats, workers)
     what = (f"{cfg.arch}, batch {cfg.batch_size} x {cfg.n_patches} patches of "
             f"{cfg.patch_size}->{cfg.patch_out or cfg.patch_size}, {cfg.loss}, on {device.type}")
     show(options, f"Training step, images/s ({what}), best of {args.repeats}")

@@ -89,16 +89,17 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
-def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor | None,
                labels: torch.Tensor, *, cfg: Config, generator: torch.Generator, rank: int = 0,
                world: int = 1, views: torch.Tensor | None = None) -> dict[str, float]:
     """One optimisation step on this rank's slice of a global batch.
 
     images: (b, 3, H, W) uint8, labels: (b,); net: a :class:`Trainee`, maybe wrapped in DDP
-    or compiled. ``views`` (b, n, 3, S, S) replaces the views made from ``images`` (the
-    benchmark times the model alone). Returns the global batch's ``loss``, the probe's
-    ``probe_loss`` and its number of correct answers ``probe_correct``, the same on every
-    rank. A non-finite loss raises :class:`TrainingDiverged` before any weight changes.
+    or compiled. ``views`` (b, n, 3, S, S) in [0, 1], made elsewhere, replace the views of
+    ``images`` (which may then be None): the benchmark times the model alone that way.
+    Returns the global batch's ``loss``, the probe's ``probe_loss`` and its number of
+    correct answers ``probe_correct``, the same on every rank. A non-finite loss raises
+    :class:`TrainingDiverged` before any weight changes.
     """
     if views is None:
         views = make_views(images, cfg, generator, rank, world)          # (b, n, 3, S, S)
