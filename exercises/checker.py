@@ -2,7 +2,7 @@
 
 Students run ``make check-exercises`` or ``make check-exercises CHAPTER=03``, the same as
 ``python -m exercises.checker --chapter 3``; a notebook beside this file does
-``from checker import report; report(chapter=3)``. Every answer file is run in a separate
+``from exercises.checker import report; report(chapter=3)``. Every answer file is run in a separate
 process with a time limit (:mod:`exercises.runner`), so an endless loop, ``exit()`` or a
 crash fails that exercise with its reason and never passes. The exit code is 0 only when
 every check ran and passed (1 otherwise, 2 for a bad command line).
@@ -52,36 +52,11 @@ The check file's conventions
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 
-
-def _register_package() -> None:
-    """Make this file's folder the package ``exercises`` when this file was imported alone.
-
-    A notebook beside this file runs with this folder as its working directory and does
-    ``from checker import report``: the course root is then not on ``sys.path``, so the
-    imports below (and the check files' ``from exercises.checktools import ...``) would not
-    resolve. This registers exactly one name, ``exercises``, for this folder, as ``python -m``
-    would find it from the course root; ``sys.path`` is left as it is.
-    """
-    if "exercises" in sys.modules:
-        return
-    folder = Path(__file__).resolve().parent
-    spec = importlib.util.spec_from_file_location(
-        "exercises", folder / "__init__.py", submodule_search_locations=[str(folder)])
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["exercises"] = package
-    spec.loader.exec_module(package)
-
-
-if not __package__:  # imported as `checker` (a notebook beside this file), not exercises.checker
-    _register_package()
-
-from exercises.model import (  # noqa: E402  (after the package is registered, above)
+from exercises.model import (
     COURSE_ROOT,
     exercise_sets,
     load_checks,
