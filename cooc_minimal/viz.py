@@ -45,7 +45,7 @@ _EVAL_STAGES = (
     ("images", "(B, 3, H, W)", "data"),
     ("patches", "n per image\n(or a grid)", "patches"),
     ("backbone", "h per patch\n(B, n, out_dim)", "models"),
-    ("bag", "mean of h over\npatches (B, out_dim)", "evaluate"),
+    ("bag", "mean of h over\npatches (B, out_dim)", "bags"),
     ("probe / kNN", "linear probe,\nk nearest neighbours", "evaluate"),
 )
 _COLOURS = {
@@ -54,6 +54,7 @@ _COLOURS = {
     "augment": "#fdf1d8",
     "models": "#f6e0e0",
     "losses": "#ece3f3",
+    "bags": "#e6f4f1",
     "evaluate": "#dff2f2",
 }
 
