@@ -19,7 +19,6 @@ All four whole-tensor functions run the same loop over chunks (``_embed_chunks``
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from cooc_minimal.patches import crop_boxes, grid_boxes, random_patches
-from cooc_minimal.runtime import model_device, positive_int, to_unit_float
+from cooc_minimal.runtime import evaluation_mode, model_device, positive_int, to_unit_float
 
 SPACES = ("embedding", "projection")
 
@@ -88,24 +87,6 @@ def _check_grid_count(name: str, n: int, patch_size: int, stride: int | None,
                          f"{length}, or use random patches (grid=False).")
 
 
-@contextlib.contextmanager
-def _evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd for a ``with`` block, each module's mode restored after.
-
-    The same as ``models.evaluation_mode``, which this module cannot import: the datasets
-    reach it through the toy world's metrics (data -> toyworld -> bags), and data imports no
-    model. It belongs in ``runtime.py``, where both could share it.
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
 def default_batch_size(model: nn.Module) -> int:
     """Patches per forward pass when not told: 1024 on a CPU (larger batches fall out of the
     caches and run slower there), 8192 on a GPU."""
@@ -121,7 +102,7 @@ def embed_patches(model: nn.Module, patches: torch.Tensor, space: str = "embeddi
     ``space``: ``"embedding"`` (backbone output h) or ``"projection"`` (z). ``out_size``
     resizes each patch to ``out_size`` x ``out_size`` first (bilinear, antialiased), as a
     model trained on 16-px patches shown at 32 px expects. The model's mode and autograd
-    are the caller's: wrap the call in ``models.evaluation_mode(model)`` to evaluate.
+    are the caller's: wrap the call in ``runtime.evaluation_mode(model)`` to evaluate.
     """
     check_space(space)
     if patches.dim() != 5:
@@ -208,7 +189,7 @@ def _embed_chunks(model: nn.Module, chunks: Iterable[torch.Tensor],
     """
     device = model_device(model)
     parts: dict = {}
-    with _evaluation_mode(model), tqdm(total=total, unit="img", disable=not progress,
+    with evaluation_mode(model), tqdm(total=total, unit="img", disable=not progress,
                                       desc="bag embeddings") as bar:
         for chunk in chunks:
             for key, value in embed(to_unit_float(chunk.to(device, non_blocking=True))).items():

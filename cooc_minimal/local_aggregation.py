@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cooc_minimal.models import ARCHS, JointEmbedding, build_model, evaluation_mode
-from cooc_minimal.runtime import model_device, positive_int
+from cooc_minimal.models import ARCHS, JointEmbedding, build_model
+from cooc_minimal.runtime import evaluation_mode, model_device, positive_int
 
 __all__ = [
     "CIFAR_MEAN", "CIFAR_STD", "pooled_side", "pad_images", "feature_map_size",

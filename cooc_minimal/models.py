@@ -13,9 +13,6 @@ the global average of that map.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 import torchvision
 from torch import nn
@@ -23,20 +20,6 @@ from torch import nn
 ARCHS = ("tiny", "resnet18", "resnet34", "resnet50")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@contextlib.contextmanager
-def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode (BatchNorm uses its running statistics) and no autograd, for a ``with``
-    block; every module's own mode is restored afterwards, so a training loop can call it."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 class Backbone(nn.Module):

@@ -6,7 +6,7 @@ means a CPU and a minute per notebook (CI, the book build, a laptop);
 
 The small helpers that training, evaluation and the figures share live here once:
 :func:`pick_device`, :func:`autocast`, :func:`model_device`, :func:`to_unit_float` and
-:func:`positive_int`.
+:func:`positive_int` and :func:`evaluation_mode`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from collections.abc import Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -129,3 +130,17 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)  # noqa: NPY002 - the legacy global state is what old code draws from
     torch.manual_seed(seed)  # also seeds every CUDA device
     return torch.Generator().manual_seed(seed)
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode (BatchNorm uses its running statistics) and no autograd, for a ``with``
+    block; every module's own mode is restored afterwards, so a training loop can call it."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training

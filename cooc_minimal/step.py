@@ -22,11 +22,11 @@ from cooc_minimal.bags import embed_patches
 from cooc_minimal.config import Config
 from cooc_minimal.distributed import all_reduce_mean, any_rank, convert_sync_batchnorm
 from cooc_minimal.losses import LOSSES
-from cooc_minimal.models import JointEmbedding, build_model, evaluation_mode
+from cooc_minimal.models import JointEmbedding, build_model
 from cooc_minimal.optim import LARS, param_groups
 from cooc_minimal.patches import random_patches
 from cooc_minimal.runs import TrainingDiverged
-from cooc_minimal.runtime import autocast, to_unit_float
+from cooc_minimal.runtime import autocast, evaluation_mode, to_unit_float
 from cooc_minimal.views import make_views
 
 __all__ = ["Trainee", "build_optimizer", "build_trainee", "probe_accuracy", "set_lr",

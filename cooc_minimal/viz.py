@@ -23,9 +23,8 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from torch import nn
 
 from cooc_minimal.bags import check_model, check_space, embed_patches, grid_embeddings
-from cooc_minimal.models import evaluation_mode
 from cooc_minimal.patches import grid_boxes
-from cooc_minimal.runtime import model_device
+from cooc_minimal.runtime import evaluation_mode, model_device
 
 __all__ = ["pipeline_figure", "Neighbours", "grid_patch_embeddings", "patch_similarity",
            "similarity_heatmap", "nearest_patches", "frame_colours", "patch_neighbors",

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from cooc_minimal import config as C
+from cooc_minimal.cli import train_main as main
 from cooc_minimal.losses import LOSSES
-from cooc_minimal.train import main
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -83,7 +83,7 @@ def test_bad_input_gets_one_sentence(call, words):
 
 
 def test_evaluation_mode_restores_each_modules_mode():
-    from cooc_minimal.models import evaluation_mode
+    from cooc_minimal.runtime import evaluation_mode
     model = build_model("tiny", "8", width=4).train()
     model.projector.eval()  # a mixed state must come back as it was
     before = [m.training for m in model.modules()]
