@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from cooc_minimal import bags
-from cooc_minimal.bags import SPACES
 from cooc_minimal.runtime import autocast, pick_device, positive_int
 
 __all__ = [
@@ -296,99 +295,7 @@ def evaluate_checkpoint(checkpoint, *, dataset: str | None = None, data_root: st
 
 # ------------------------------------------------------------------------ command line
 
-def _parse_counts(text: str) -> list[int]:
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        raise ValueError(f"--patches must be positive integers separated by commas, such as "
-                         f"1,4,16,64, got {text!r}.")
-    return counts
-
-
-def format_rows(rows: list[dict]) -> str:
-    """The rows as an aligned text table."""
-    header = ("space", "n_patches", "patch_size", "probe_acc", "knn_acc")
-    cells = [header] + [(r["space"], str(r["n_patches"]), str(r["patch_size"]),
-                         f"{r['probe_acc']:.4f}", f"{r['knn_acc']:.4f}") for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(len(header)))
-                     for c in cells)
-
-
-def build_parser():
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m cooc_minimal.evaluate",
-        description="Linear probe and weighted kNN (k=20, T=0.07) on bag embeddings: each "
-                    "image is the mean embedding of n fixed-scale patches. Example: python -m "
-                    "cooc_minimal.evaluate --checkpoint runs/c10/last.pt --dataset cifar10 "
-                    "--data-root ~/data --patches 1,4,16,64 --json results.json")
-    parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="a last.pt written by cooc_minimal.train")
-    parser.add_argument("--dataset", help="dataset to evaluate on (default: the checkpoint's)")
-    parser.add_argument("--data-root", metavar="DIR",
-                        help="folder holding the dataset (default: the checkpoint's data_root, "
-                             "else $COOC_DATA or ~/data)")
-    parser.add_argument("--patches", default="1,4,16,64", metavar="N,N,...",
-                        help="numbers of patches averaged per image (default 1,4,16,64); one "
-                             "draw of the largest, nested")
-    parser.add_argument("--patch-size", type=int, metavar="S",
-                        help="patch side in pixels (default: the checkpoint's patch_size)")
-    parser.add_argument("--out-size", type=int, metavar="S",
-                        help="resize patches to this side (default: the checkpoint's patch_out)")
-    parser.add_argument("--space", default="embedding",
-                        choices=("embedding", "projection", "both"),
-                        help="embedding (backbone output, BagSSL's choice), projection, or both")
-    parser.add_argument("--grid", action="store_true",
-                        help="distinct patches of the grid of step --patch-size, not random ones")
-    parser.add_argument("--k", type=int, default=20, help="neighbours of the kNN (20)")
-    parser.add_argument("--temperature", type=float, default=0.07,
-                        help="kNN weight exp(cos / T) (0.07)")
-    parser.add_argument("--limit", type=int, metavar="N",
-                        help="use only the first N images of each split (a quick check)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the patch positions (0)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                        help="auto: bf16 autocast on CUDA, fp32 on CPU")
-    parser.add_argument("--batch-size", type=int, metavar="P",
-                        help="patches per forward pass (default 1024 on CPU, 8192 on GPU)")
-    parser.add_argument("--num-workers", type=int, default=0,
-                        help="DataLoader workers decoding images (0)")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows to this JSON file")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The ``cooc-eval`` command. Bad input: one sentence on stderr and exit status 2."""
-    import json
-    import sys
-    from pathlib import Path
-
-    args = build_parser().parse_args(argv)
-    try:
-        rows = evaluate_checkpoint(
-            args.checkpoint, dataset=args.dataset, data_root=args.data_root,
-            patches=_parse_counts(args.patches), patch_size=args.patch_size,
-            out_size=args.out_size, spaces=SPACES if args.space == "both" else (args.space,),
-            grid=args.grid, k=args.k, temperature=args.temperature, limit=args.limit,
-            seed=args.seed, device=args.device, precision=args.precision,
-            batch_size=args.batch_size, num_workers=args.num_workers,
-            progress=not args.no_progress)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"cooc-eval: {error}", file=sys.stderr)
-        return 2
-    print(format_rows(rows))
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rows, indent=1) + "\n")
-        print(f"wrote {path}")
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from cooc_minimal.cli import eval_main
+
+    raise SystemExit(eval_main())

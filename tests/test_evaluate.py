@@ -12,6 +12,7 @@ from torch.overrides import TorchFunctionMode
 
 from cooc_minimal import bags as B
 from cooc_minimal import evaluate as E
+from cooc_minimal.cli import eval_main
 from cooc_minimal.cooccurrence import closed_form_embedding
 from cooc_minimal.models import Backbone, JointEmbedding, build_model, projector
 from cooc_minimal.patches import grid_patches, random_patches
@@ -450,7 +451,7 @@ def test_cli_prints_the_table_and_writes_json_rows(smoke_checkpoint, tmp_path, c
     import json
 
     path = tmp_path / "rows.json"
-    code = E.main(["--checkpoint", str(smoke_checkpoint), "--dataset", "toyworld",
+    code = eval_main(["--checkpoint", str(smoke_checkpoint), "--dataset", "toyworld",
                    "--patches", "4,1", "--space", "both", "--limit", "120", "--json", str(path),
                    "--no-progress"])
     out = capsys.readouterr().out
@@ -507,7 +508,7 @@ def test_cli_checkpoint_of_another_architecture_is_one_sentence(smoke_checkpoint
     state = load_checkpoint(smoke_checkpoint)
     state["config"] = {**state["config"], "arch": "resnet18"}  # tiny weights, ResNet config
     save_checkpoint(tmp_path / "other.pt", state)
-    assert E.main(["--checkpoint", str(tmp_path / "other.pt"), "--no-progress"]) == 2
+    assert eval_main(["--checkpoint", str(tmp_path / "other.pt"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert one_sentence(err) and "resnet18" in err, err
 
@@ -517,7 +518,7 @@ def test_cli_checkpoint_of_another_architecture_is_one_sentence(smoke_checkpoint
                                             ("mnist", "Unknown dataset")])
 def test_cli_missing_or_unknown_dataset_is_one_sentence(smoke_checkpoint, tmp_path, capsys,
                                                         dataset, words):
-    code = E.main(["--checkpoint", str(smoke_checkpoint), "--dataset", dataset,
+    code = eval_main(["--checkpoint", str(smoke_checkpoint), "--dataset", dataset,
                    "--data-root", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and one_sentence(err) and words in err, err
@@ -534,7 +535,7 @@ def test_cli_reads_an_image_folder(smoke_checkpoint, tmp_path, capsys):
             for i in range(12):
                 pixels = np.clip(g.normal(colour, 20, (40, 48, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"{i}.png")
-    code = E.main(["--checkpoint", str(smoke_checkpoint), "--dataset", "imagefolder",
+    code = eval_main(["--checkpoint", str(smoke_checkpoint), "--dataset", "imagefolder",
                    "--data-root", str(tmp_path), "--patches", "1,4", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -544,7 +545,7 @@ def test_cli_reads_an_image_folder(smoke_checkpoint, tmp_path, capsys):
 
 
 def test_cli_rejects_bad_patch_counts(smoke_checkpoint, capsys):
-    assert E.main(["--checkpoint", str(smoke_checkpoint), "--patches", "1,x"]) == 2
+    assert eval_main(["--checkpoint", str(smoke_checkpoint), "--patches", "1,x"]) == 2
     assert one_sentence(capsys.readouterr().err)
 
 
@@ -587,7 +588,7 @@ def test_cli_reads_cifar10_files_in_their_real_format(smoke_checkpoint, tmp_path
     monkeypatch.setattr(cls, "test_list", [["test_batch", md5["test_batch"]]])
     monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5["batches.meta"]})
     path = tmp_path / "rows.json"
-    code = E.main(["--checkpoint", str(smoke_checkpoint), "--dataset", "cifar10", "--data-root",
+    code = eval_main(["--checkpoint", str(smoke_checkpoint), "--dataset", "cifar10", "--data-root",
                    str(tmp_path), "--patches", "4", "--json", str(path), "--no-progress"])
     assert code == 0, capsys.readouterr().err
     (row,) = json.loads(path.read_text())
