@@ -17,6 +17,8 @@ import torch
 import torchvision
 from torch import nn
 
+from cooc_minimal.config import parse_projector_dims as parse_dims
+
 ARCHS = ("tiny", "resnet18", "resnet34", "resnet50")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -92,20 +94,6 @@ def tiny_cnn(width: int = 32) -> TinyCNN:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ValueError(f"width must be a positive integer, got {width!r}.")
     return TinyCNN(width)
-
-
-def parse_dims(dims: str) -> list[int]:
-    """``"4096-128"`` -> ``[4096, 128]``; ``""`` -> ``[]`` (no projector)."""
-    text = dims.strip() if isinstance(dims, str) else None
-    if text is None:
-        raise ValueError(f"projector dims must be a string such as '4096-128', got {dims!r}.")
-    if not text:
-        return []
-    parts = text.split("-")
-    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"projector dims {dims!r} is not a list of positive integers joined by "
-                         f"'-': write it like '4096-128' or '8192-8192-8192'.")
-    return [int(p) for p in parts]
 
 
 def projector(dims: str, in_dim: int) -> nn.Sequential:
