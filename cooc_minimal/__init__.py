@@ -1,7 +1,54 @@
 """cooc_minimal: the small library behind the course on patch co-occurrence in SSL.
 
-Data flows one way (see the course map in the README):
-images -> patches -> augment -> backbone -> projector -> loss.
+Data flows one way::
+
+    training:   images -> patches -> augment (views) -> backbone (h) -> projector (z) -> loss
+    evaluation: images -> patches -> backbone (h) [-> projector] -> mean over patches (bag)
+                -> linear probe / kNN / figures
+
+Training and evaluation meet only through checkpoints (``checkpoint.py``). The dependency
+rules, which ``tests/test_structure.py`` checks by reading the imports:
+
+- evaluation (``evaluate``, ``bags``) never imports the training loop (``train``, ``step``,
+  ``runs``, ``views``, ``cli``);
+- the config is data: ``config`` imports no torch, no loss and no model;
+- ``data`` imports no model and no loss; a model imports no loss; a loss imports no loop;
+- numbers never draw: ``evaluate`` never imports ``viz``;
+- only ``cli`` is the command line, and nothing imports in a circle.
+
+:data:`MODULES` lists every module with what it holds and where the course teaches it;
+chapter 0 shows it as a table.
 """
 
 __version__ = "0.1.0"
+
+#: (module, what it holds, the chapter that teaches it), in the order data flows.
+MODULES = (
+    ("runtime", "scale switch, device and precision choice, seeding, small shared checks", "0"),
+    ("show", "the tables, source listings, math and figures of every chapter", "0"),
+    ("derivations", "the sympy derivations, step by step", "1-2"),
+    ("cooccurrence", "co-occurrence matrices, Proposition 3.1 and its closed-form optimum",
+     "1"),
+    ("coefficients", "each loss's coefficient names, defaults and ranges (no torch)", "3"),
+    ("losses", "spectral, VICReg, TCR, SimCLR, their terms and multi-patch forms", "3"),
+    ("distributed", "rank, world size, a gather that carries gradients", "3, 6"),
+    ("patches", "batched fixed-scale random and grid patches, with their boxes", "4"),
+    ("augment", "BYOL augmentations on whole batches of patches, on any device", "4"),
+    ("toyworld", "generated worlds with known co-occurrence, Bayes accuracy, Gram metrics",
+     "4-5"),
+    ("data", "the datasets; device-resident and DataLoader training data; the rank sampler",
+     "4, 6"),
+    ("models", "ResNet backbones (CIFAR stem), a tiny CNN, the projector", "5"),
+    ("config", "a run's configuration as data: TOML, overrides, validation", "5-6"),
+    ("views", "the views of one step: patches and augmentations of the global batch", "6"),
+    ("step", "one train_step, and the model, probe and optimizer builders", "6"),
+    ("optim", "LARS, warmup + cosine", "6"),
+    ("checkpoint", "atomic save and load of everything a run needs", "6"),
+    ("runs", "the run folder: metrics log, signals, saved state, folder checks", "6"),
+    ("train", "the training loop, top to bottom", "6"),
+    ("bags", "the one patch-embedding primitive, bag means, bags of a whole dataset", "7"),
+    ("evaluate", "linear probe, kNN, multi-scale convergence, a checkpoint's evaluation", "7"),
+    ("local_aggregation", "appendix C.4's pooled local features, pretrained backbones", "8"),
+    ("viz", "figures only: heatmaps, patch neighbours, curves", "9"),
+    ("cli", "the cooc-train and cooc-eval commands: bad input is one sentence", "6-7"),
+)

@@ -29,8 +29,10 @@ __all__ = ["show_figure", "show_source", "show_table", "show_text", "source_html
            "text_html"]
 
 _TABLE_STYLE = "border-collapse:collapse;margin:0.5em 0;font-size:0.9em"
-_CELL_STYLE = "border:1px solid #ccc;padding:0.2em 0.6em;text-align:right"
-_HEAD_STYLE = _CELL_STYLE + ";background:#f3f3f3;font-weight:bold"
+_CELL_STYLE = "border:1px solid #ccc;padding:0.2em 0.6em"
+_HEAD_STYLE = _CELL_STYLE + ";background:#f3f3f3;font-weight:bold;text-align:center"
+# numbers line up on the right, words read from the left
+_ALIGN = {True: ";text-align:right", False: ";text-align:left"}
 _CAPTION_STYLE = "font-weight:bold;margin:0.6em 0 0.2em 0"
 
 
@@ -47,6 +49,12 @@ def _format_cell(value: Any, floatfmt: str) -> str:
     else:
         text = str(value)
     return html.escape(text)
+
+
+def _is_number(value: Any) -> bool:
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def table_html(
@@ -89,7 +97,8 @@ def table_html(
         parts.append(f"<thead><tr>{heads}</tr></thead>")
     parts.append("<tbody>")
     for r in body:
-        cells = "".join(f'<td style="{_CELL_STYLE}">{_format_cell(v, floatfmt)}</td>' for v in r)
+        cells = "".join(f'<td style="{_CELL_STYLE}{_ALIGN[_is_number(v)]}">'
+                        f'{_format_cell(v, floatfmt)}</td>' for v in r)
         parts.append(f"<tr>{cells}</tr>")
     parts.append("</tbody></table></div>")
     return "".join(parts)

@@ -129,3 +129,11 @@ def test_show_figure_displays_a_png_of_a_figure_made_without_pyplot(monkeypatch)
     assert shown[0].data == png and shown[0].format == "png"
     with pytest.raises(ValueError, match="takes a matplotlib Figure, got a str"):
         show_figure("figure.png")
+
+
+def test_numbers_align_right_and_words_left():
+    from cooc_minimal.show import table_html
+
+    page = table_html([{"name": "vicreg", "accuracy": 0.911}])
+    assert 'text-align:left">vicreg<' in page
+    assert 'text-align:right">0.911<' in page

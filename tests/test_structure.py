@@ -478,3 +478,15 @@ def test_the_checker_finds_file_faults(fake):
 
 def parse_text(text: str) -> ast.Module:
     return ast.parse(text)
+
+
+def test_the_module_map_lists_every_module_once():
+    import cooc_minimal
+
+    listed = [name for name, _, _ in cooc_minimal.MODULES]
+    present = sorted(path.stem for path in LIBRARY.glob("*.py") if path.stem != "__init__")
+    assert len(listed) == len(set(listed)), f"listed twice: {sorted(listed)}"
+    missing, absent = sorted(set(present) - set(listed)), sorted(set(listed) - set(present))
+    assert not missing and not absent, (
+        f"cooc_minimal.MODULES and the package differ: not listed {missing}, listed but "
+        f"absent {absent}")
