@@ -6,13 +6,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BOOK_FLAGS := --config book/_config.yml --toc book/_toc.yml --path-output book -W --keep-going
+# make test: nbval executes each notebook once and keeps it (conftest.py --save-executed);
+# the book is then built from those copies with execution off (book/stage_executed.py).
+EXECUTED := $(CURDIR)/book/_build/executed
+STAGE := $(CURDIR)/book/_build/stage
+STAGED_FLAGS := --config $(STAGE)/book/_config_executed.yml --toc $(STAGE)/book/_toc.yml \
+	--path-output $(CURDIR)/book -W --keep-going --all
+# The unit tests in two workers on the two cores, one torch thread each (1.3x faster than
+# one process); the notebooks in one process, in order: chapters share trained toy runs.
+UNIT := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
+NOTEBOOKS := $(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters exercises
+SLOWEST := --slowest-file $(CURDIR)/book/_build/slowest.json
 export COOC_SCALE ?= smoke
 
-.PHONY: help book check-render test lint unit notebooks check-exercises student-copy grade benchmarks reproduce-cpu clean
+.PHONY: help book check-render test quick lint unit notebooks check-exercises student-copy grade benchmarks reproduce-cpu clean
 
 help:
 	@echo "make book                     execute every notebook (smoke scale), build book/_build/html"
 	@echo "make test                     lint, unit tests, nbval, the book and its render check"
+	@echo "make test CHAPTER=07          one chapter: its notebook, its exercise set, its modules' tests"
+	@echo "make quick                    lint and the unit tests, no notebook (under 2 minutes)"
 	@echo "make check-render             check the built book's pages (after make book)"
 	@echo "make notebooks                every notebook through nbval, without building the book"
 	@echo "make check-exercises [CHAPTER=NN]   check your answers"
@@ -38,17 +51,29 @@ lint: $(STAMP)
 check-render: $(STAMP)
 	$(BIN)/python book/check_render.py book/_build/html
 
-# Unit tests, the book's structure, the exercise checks and every notebook through nbval;
-# then the book build executes every notebook again (a failing cell fails it; the toy runs
-# trained under nbval are reused) and the render check reads its pages.
+# Unit tests, the book's structure, the exercise checks and every notebook through nbval,
+# each notebook executed once and kept; then the book is built from those executions and
+# the render check reads its pages. CHAPTER=NN: that chapter's notebook, exercise set and
+# module tests only (conftest.py --chapter), no book.
 test: lint $(STAMP)
-	$(BIN)/python -m pytest tests --nbval-lax --nbval-current-env chapters exercises
-	$(BIN)/jupyter-book build . $(BOOK_FLAGS) --all
+ifdef CHAPTER
+	$(BIN)/python -m pytest tests --nbval-lax --nbval-current-env chapters exercises --chapter $(CHAPTER)
+else
+	rm -rf $(EXECUTED) book/_build/slowest.json
+	$(UNIT) $(SLOWEST)
+	$(NOTEBOOKS) --save-executed $(EXECUTED) $(SLOWEST)
+	$(BIN)/python book/stage_executed.py $(EXECUTED) $(STAGE)
+	$(BIN)/jupyter-book build $(STAGE) $(STAGED_FLAGS)
 	$(BIN)/python book/check_render.py book/_build/html
+endif
+
+# The contributor's inner loop: lint and the unit tests, no notebook.
+quick: lint $(STAMP)
+	$(UNIT)
 
 # Every notebook through nbval (one at a time: pytest --nbval-lax chapters/NN_x.ipynb).
 notebooks: $(STAMP)
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters exercises
+	$(NOTEBOOKS)
 
 check-exercises: $(STAMP)
 	$(BIN)/python -m exercises.checker $(if $(CHAPTER),--chapter $(CHAPTER))
