@@ -421,8 +421,10 @@ def _on_subset(x: torch.Tensor, mask: torch.Tensor,
     return x
 
 
-def _pipeline(v: torch.Tensor, p: AugmentParams, config: ViewConfig, code: int) -> torch.Tensor:
-    """Every step after the crop, for images that share the jitter order ``code``.
+def augment_after_crop(v: torch.Tensor, p: AugmentParams, config: ViewConfig,
+                       code: int) -> torch.Tensor:
+    """Every step after the crop, for images that share the jitter order ``code``:
+    flip, colour jitter, grayscale, blur, solarize.
 
     v: (N, 3, H, W), a tensor of its own (modified in place).
     """
@@ -473,7 +475,7 @@ def apply_params(x: torch.Tensor, params: AugmentParams, config: ViewConfig,
             v = x.index_select(0, part)  # a copy: every image is read before it is written
             if side:
                 v = resized_crop(v, q.crop, side)
-            out.index_copy_(0, part, _pipeline(v, q, config, code))
+            out.index_copy_(0, part, augment_after_crop(v, q, config, code))
         start += count
     return out
 

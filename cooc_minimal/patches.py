@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cooc_minimal.runtime import positive_int
+
 
 def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor):
@@ -31,11 +33,6 @@ def _check_images(images: torch.Tensor) -> None:
     if images.shape[0] == 0:
         raise ValueError(f"images is an empty batch (shape {tuple(images.shape)}): pass at "
                          f"least one image.")
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _check_fits(size: int, images: torch.Tensor) -> None:
@@ -78,11 +75,11 @@ def random_patches(images: torch.Tensor, size: int, n: int, out_size: int | None
     so a seeded CPU generator gives the same boxes on every device.
     """
     _check_images(images)
-    _check_positive("size", size)
-    _check_positive("n", n)
+    positive_int("size", size)
+    positive_int("n", n)
     _check_fits(size, images)
     if out_size is not None:
-        _check_positive("out_size", out_size)
+        positive_int("out_size", out_size)
         if not images.is_floating_point():
             raise ValueError(f"images must be floating point to be resized to out_size, got "
                              f"{images.dtype}: convert them with images.float() / 255.")
@@ -106,9 +103,9 @@ def random_boxes(batch: int, height: int, width: int, size: int, n: int,
     process can draw the boxes of the whole global batch and crop only its own rows.
     """
     for name, value in (("batch", batch), ("height", height), ("width", width)):
-        _check_positive(name, value)
-    _check_positive("size", size)
-    _check_positive("n", n)
+        positive_int(name, value)
+    positive_int("size", size)
+    positive_int("n", n)
     _check_fits_side(size, height, width)
     draw_on = generator.device if generator is not None else torch.device("cpu")
     # Uniform integers without a per-row bound: floor(u * count) is uniform on 0..count-1.
@@ -142,9 +139,9 @@ def grid_patches(images: torch.Tensor, size: int,
     Rows or columns that a last step would leave over are not covered.
     """
     _check_images(images)
-    _check_positive("size", size)
+    positive_int("size", size)
     stride = size if stride is None else stride
-    _check_positive("stride", stride)
+    positive_int("stride", stride)
     _check_fits(size, images)
     batch, channels = images.shape[:2]
     # unfold gives views (B, C, rows, cols, s, s) without copying; reshape copies once.

@@ -1,6 +1,7 @@
 """Every notebook is committed clean, runs on the python3 kernel, and is in the book."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,17 @@ def test_toc_and_notebooks_match():
     orphans = [str(p.relative_to(REPO)) for p in notebooks()
                if str(p.with_suffix("")) not in listed]
     assert not orphans, f"notebooks missing from book/_toc.yml: {orphans}"
+
+
+SHOWN = re.compile(r"show_source\(([^)]*)\)")
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: str(p.relative_to(REPO)))
+def test_a_notebook_shows_only_public_library_code(path):
+    notebook = json.loads(path.read_text())
+    shown = [name for cell in notebook["cells"] if cell["cell_type"] == "code"
+             for name in SHOWN.findall("".join(cell["source"]))]
+    private = [name for name in shown
+               if any(part.startswith("_") for part in re.split(r"[.\[\]\"'(, ]+", name))]
+    assert not private, (f"{path.name} shows private code {private}: what the book teaches is "
+                         f"the public API, so make the function public or show its caller")
