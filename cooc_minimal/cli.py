@@ -122,35 +122,55 @@ def train_main(argv: list[str] | None = None) -> int:
 
 # ------------------------------------------------------------------------- cooc-eval
 
-def parse_counts(text: str) -> list[int]:
+def parse_counts(text: str, option: str = "--patches") -> list[int]:
+    """``"1,4,16"`` -> [1, 4, 16]; anything else is one sentence naming ``option``."""
     try:
         counts = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         counts = []
     if not counts or min(counts) < 1:
-        raise ValueError(f"--patches must be positive integers separated by commas, such as "
+        raise ValueError(f"{option} must be positive integers separated by commas, such as "
                          f"1,4,16,64, got {text!r}.")
     return counts
 
 
-def format_rows(rows: list[dict]) -> str:
-    """The rows as an aligned text table."""
-    header = ("space", "n_patches", "patch_size", "probe_acc", "knn_acc")
-    cells = [header] + [(r["space"], str(r["n_patches"]), str(r["patch_size"]),
-                         f"{r['probe_acc']:.4f}", f"{r['knn_acc']:.4f}") for r in rows]
+#: the columns of each kind of row, in the order they are printed
+COLUMNS = {"accuracy": ("space", "n_patches", "patch_size", "probe_acc", "knn_acc"),
+           "convergence": ("space", "n_patches", "patch_size", "images", "same", "different",
+                           "gap")}
+CONVERGENCE_TITLE = ("multi-scale convergence: centred cosine of each bag with its own "
+                     "image's embedding (same) and with another image's (different)")
+
+
+def _table(rows: list[dict], header: tuple[str, ...]) -> str:
+    cells = [header] + [tuple(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])
+                              for c in header) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     return "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(len(header)))
                      for c in cells)
+
+
+def format_rows(rows: list[dict]) -> str:
+    """The rows as aligned text tables: accuracy, then convergence (each when present)."""
+    tables = []
+    for metric, header in COLUMNS.items():
+        chosen = [r for r in rows if r.get("metric", "accuracy") == metric]
+        if chosen:
+            title = CONVERGENCE_TITLE + "\n" if metric == "convergence" else ""
+            tables.append(title + _table(chosen, header))
+    return "\n\n".join(tables)
 
 
 def build_eval_parser() -> argparse.ArgumentParser:
     """The options of ``cooc-eval``."""
     parser = argparse.ArgumentParser(
         prog="python -m cooc_minimal.evaluate",
-        description="Linear probe and weighted kNN (k=20, T=0.07) on bag embeddings: each "
-                    "image is the mean embedding of n fixed-scale patches. Example: python -m "
+        description="Linear probe and weighted kNN on bag embeddings: each image is the mean "
+                    "embedding of n fixed-scale patches; optionally the multi-scale "
+                    "convergence of the bags to the whole image. Example: python -m "
                     "cooc_minimal.evaluate --checkpoint runs/c10/last.pt --dataset cifar10 "
-                    "--data-root ~/data --patches 1,4,16,64 --json results.json")
+                    "--data-root ~/data --patches 1,4,16,64 --convergence 1,4,16,64 --json "
+                    "results.json")
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="a last.pt written by cooc_minimal.train")
     parser.add_argument("--dataset", help="dataset to evaluate on (default: the checkpoint's)")
@@ -158,8 +178,17 @@ def build_eval_parser() -> argparse.ArgumentParser:
                         help="folder holding the dataset (default: the checkpoint's data_root, "
                              "else $COOC_DATA or ~/data)")
     parser.add_argument("--patches", default="1,4,16,64", metavar="N,N,...",
-                        help="numbers of patches averaged per image (default 1,4,16,64); one "
-                             "draw of the largest, nested")
+                        help="numbers of patches averaged per image for the probe and the kNN "
+                             "(default 1,4,16,64); one draw of the largest, nested; 'none' "
+                             "for no probe nor kNN (with --convergence)")
+    parser.add_argument("--convergence", metavar="N,N,...",
+                        help="also measure, for each n, the centred cosine of the bag of n "
+                             "patches with the whole image's embedding (same) and with "
+                             "another image's (different), on the first --limit (default "
+                             "1000) test images")
+    parser.add_argument("--untrained", action="store_true",
+                        help="evaluate the checkpoint's architecture at its initialisation "
+                             "(the run's seed), not its weights: the control")
     parser.add_argument("--patch-size", type=int, metavar="S",
                         help="patch side in pixels (default: the checkpoint's patch_size)")
     parser.add_argument("--out-size", type=int, metavar="S",
@@ -169,11 +198,14 @@ def build_eval_parser() -> argparse.ArgumentParser:
                         help="embedding (backbone output, BagSSL's choice), projection, or both")
     parser.add_argument("--grid", action="store_true",
                         help="distinct patches of the grid of step --patch-size, not random ones")
-    parser.add_argument("--k", type=int, default=20, help="neighbours of the kNN (20)")
+    parser.add_argument("--k", type=int, default=20,
+                        help="neighbours of the kNN (20, solo-learn's; InstDisc's code and "
+                             "lightly use 200)")
     parser.add_argument("--temperature", type=float, default=0.07,
-                        help="kNN weight exp(cos / T) (0.07)")
+                        help="kNN weight exp(cos / T) (0.07, solo-learn's; lightly uses 0.1)")
     parser.add_argument("--limit", type=int, metavar="N",
-                        help="use only the first N images of each split (a quick check)")
+                        help="use only the first N images of each split (a quick check); "
+                             "the convergence uses the first N test images (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patch positions (0)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
@@ -192,9 +224,13 @@ def eval_main(argv: list[str] | None = None) -> int:
     args = build_eval_parser().parse_args(argv)
 
     def work() -> int:
+        patches = [] if args.patches.strip().lower() == "none" else parse_counts(args.patches)
+        convergence = parse_counts(args.convergence, "--convergence") \
+            if args.convergence is not None else []
         rows = evaluate_checkpoint(
             args.checkpoint, dataset=args.dataset, data_root=args.data_root,
-            patches=parse_counts(args.patches), patch_size=args.patch_size,
+            patches=patches, convergence=convergence, untrained=args.untrained,
+            patch_size=args.patch_size,
             out_size=args.out_size, spaces=SPACES if args.space == "both" else (args.space,),
             grid=args.grid, k=args.k, temperature=args.temperature, limit=args.limit,
             seed=args.seed, device=args.device, precision=args.precision,

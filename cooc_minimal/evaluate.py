@@ -7,12 +7,14 @@ The bags themselves come from ``bags.py`` (:func:`cooc_minimal.bags.bag_embeddin
 
 - :func:`linear_probe`: a linear classifier on standardised features, full-batch L-BFGS.
 - :func:`knn_classify`: the weighted cosine k-nearest-neighbour vote of InstDisc (Wu et al.
-  2018), as solo-learn evaluates: k = 20, weights exp(cos / 0.07).
+  2018), weights exp(cos / T), with solo-learn's defaults k = 20, T = 0.07 (InstDisc's own
+  code uses k = 200; lightly's benchmarks k = 200, T = 0.1).
 - :func:`multiscale_convergence`: how close the mean of n patch embeddings comes to the
-  embedding of the whole image, as n grows.
+  embedding of the whole image, as n grows, by a centred cosine, against the same score
+  with another image's embedding (:func:`centred_cosine`, :func:`derangement`).
 - :func:`evaluate_checkpoint`: probe and kNN accuracy of a checkpoint's bags, one row per
-  (space, n); the command line ``python -m cooc_minimal.evaluate`` (``cooc-eval``) prints
-  them.
+  (space, n), and optionally their convergence; the command line ``python -m
+  cooc_minimal.evaluate`` (``cooc-eval``) prints them.
 
 Models are read through ``checkpoint.py``; this module never imports the training loop,
 and draws nothing (figures are ``viz.py``'s).
@@ -21,6 +23,7 @@ and draws nothing (figures are ``viz.py``'s).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -31,9 +34,12 @@ from cooc_minimal import bags
 from cooc_minimal.runtime import autocast, pick_device, positive_int
 
 __all__ = [
+    "Convergence",
     "ProbeResult",
     "Standardize",
     "accuracy",
+    "centred_cosine",
+    "derangement",
     "evaluate_checkpoint",
     "knn_classify",
     "linear_probe",
@@ -101,8 +107,13 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 
         mean_i cross_entropy(W x_i + b, y_i) + weight_decay / 2 * ||W||_F^2
 
-    with L-BFGS (strong Wolfe line search) for at most ``max_iter`` iterations, from W = 0.
-    The objective is strictly convex, so the result does not depend on a seed; the budget
+    with L-BFGS (strong Wolfe line search) for at most ``max_iter`` iterations, from W = 0,
+    b = 0. The objective is convex but not strictly: b is not penalised, and adding one
+    constant to every logit (to all K entries of b) leaves the cross-entropy unchanged. The
+    result is still a function of the features alone (on one machine and torch version): no
+    seed (zero start, no minibatches, no dropout), the same full-batch steps every time; and
+    since the gradient in b sums to zero over the classes, b stays in the plane sum(b) = 0
+    where it starts, and there the objective is strictly convex for weight_decay > 0. The budget
     reaches its optimum to about 1e-5 in gradient on the course's feature sizes (the tests
     check it). Runs on ``train_x``'s device, in float32 (also inside an autocast region).
     """
@@ -154,12 +165,13 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 def knn_classify(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, *,
                  k: int = 20, temperature: float = 0.07, n_classes: int | None = None,
                  chunk_size: int | None = None) -> torch.Tensor:
-    """Weighted cosine k-nearest-neighbour vote (InstDisc, Wu et al. 2018; solo-learn).
+    """Weighted cosine k-nearest-neighbour vote (InstDisc, Wu et al. 2018).
 
     train_x: (N, D), train_y: (N,) int, test_x: (M, D). For each test row, the k training
     rows of largest cosine similarity s_j vote for their labels with weight exp(s_j / T);
     the class with the largest total weight wins. Returns predictions (M,) int64 on
-    ``test_x``'s device.
+    ``test_x``'s device. The defaults k = 20, T = 0.07 are solo-learn's; InstDisc's code
+    votes with k = 200 (T = 0.07 on ImageNet), lightly's benchmarks with k = 200, T = 0.1.
 
     Test rows go ``chunk_size`` at a time (default: about 2**24 similarities per chunk,
     64 MB), so 50,000 x 10,000 needs a few hundred MB, never the 2 GB full matrix; the
@@ -199,31 +211,125 @@ def knn_classify(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
 
 # -------------------------------------------------------------- multi-scale convergence
 
-def multiscale_convergence(model: nn.Module, images: torch.Tensor, patch_size: int,
-                           counts: Sequence[int], *, space: str = "embedding",
-                           generator: torch.Generator | None = None,
-                           batch_size: int | None = None,
-                           out_size: int | None = None) -> torch.Tensor:
-    """For each n in ``counts``, the mean over images of cos(mean of n patch embeddings, f(x)).
+class Convergence(NamedTuple):
+    """What :func:`multiscale_convergence` measured, one value per n of ``counts`` (their
+    order): ``same`` (len(counts),) the mean centred cosine of each image's bag with its own
+    embedding, ``different`` (len(counts),) with another image's; float32."""
 
-    images: (B, C, H, W) in [0, 1]; f(x) is the embedding of the whole image. Patches are
-    random, of side ``patch_size`` (resized to ``out_size`` if given), nested: the n-patch
-    bag is the first n of one draw of ``max(counts)``. Returns (len(counts),) float32 in
-    the order of ``counts``, on ``images``' device.
+    counts: list[int]
+    same: torch.Tensor
+    different: torch.Tensor
+
+    @property
+    def gap(self) -> torch.Tensor:
+        """same - different: what a bag shares with its own image and not with any image."""
+        return self.same - self.different
+
+    def rows(self) -> list[dict]:
+        """One dict per n: ``{"n_patches", "same", "different", "gap"}``, numbers as floats."""
+        return [{"n_patches": n, "same": s, "different": d, "gap": s - d} for n, s, d in
+                zip(self.counts, self.same.tolist(), self.different.tolist(), strict=True)]
+
+
+def derangement(n: int, seed: int = 0) -> torch.Tensor:
+    """A permutation ``pi`` of range(n) that moves every index (pi[i] != i): (n,) int64.
+
+    The n indices in a random order (drawn with ``seed``), each sent to the next one and the
+    last to the first: one cycle through all n. Random, so that a dataset stored in class
+    order (an image folder) does not pair each image with one of its own class.
     """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError("images must be a tensor (B, C, H, W) in [0, 1].")
-    ordered = bags.patch_counts(list(counts) if isinstance(counts, Sequence) else counts)
-    bag = bags.bag_embeddings(model, images, patch_size, ordered, space=space,
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"a derangement needs at least 2 images, got {n!r}.")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    pairing = torch.empty_like(order)
+    pairing[order] = order.roll(-1)
+    return pairing
+
+
+def centred_cosine(a: torch.Tensor, b: torch.Tensor, *, centre: bool = True) -> torch.Tensor:
+    """Row by row cosine of two sets of vectors, each centred on its own mean first.
+
+    a: (N, D), b: (N, D) -> (N,) float32, ``cos(a_i - mean_j a_j, b_i - mean_j b_j)``
+    (``centre=False``: the plain ``cos(a_i, b_i)``). A zero row gives 0. The plain cosine of
+    non-negative vectors (features after a ReLU) is large for any pair, unrelated ones
+    included; centring removes what every image has in common.
+    """
+    if a.dim() != 2 or a.shape != b.shape:
+        raise ValueError(f"a and b must be (N, D) of the same shape, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}.")
+    a, b = a.float(), b.float()
+    if centre:
+        a, b = a - a.mean(dim=0), b - b.mean(dim=0)
+    return F.cosine_similarity(a, b, dim=1)
+
+
+def multiscale_convergence(model: nn.Module, images: torch.Tensor, patch_size: int,
+                           counts: int | Sequence[int], *, space: str = "embedding",
+                           generator: torch.Generator | None = None,
+                           batch_size: int | None = None, out_size: int | None = None,
+                           grid: bool = False, centre: bool = True,
+                           pairing: torch.Tensor | None = None) -> Convergence:
+    """How close the mean of n patch embeddings comes to the embedding of the whole image.
+
+    images: (B, C, H, W) in [0, 1] (or uint8), B >= 2, a sample of the dataset: its means
+    centre both sides. With bag_n (B, D) the mean embedding of n patches of side
+    ``patch_size`` of each image (``bags.bag_embeddings``) and f (B, D) the embedding of
+    each whole image (``bags.image_embeddings``), for each n of ``counts``:
+
+        same(n)      = mean_i cos(bag_n[i] - mean_j bag_n[j], f[i]     - mean_j f[j])
+        different(n) = mean_i cos(bag_n[i] - mean_j bag_n[j], f[pi[i]] - mean_j f[j])
+
+    with pi = ``pairing`` (B,), default :func:`derangement` (B): each bag against another
+    image. ``different`` is what a bag has in common with any image of the sample; the gap
+    ``same - different`` is what it knows of its own image. ``centre=False`` gives the
+    plain cosines instead. Patches are random (``grid=True``: distinct grid positions), of
+    side ``patch_size``, resized to ``out_size`` if given, nested: the n-patch bag is the
+    first n of one draw of ``max(counts)``, drawn with ``generator``. Returns a
+    :class:`Convergence`, on ``images``' device.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] < 2:
+        raise ValueError("images must be a tensor (B, C, H, W) of at least 2 images in [0, 1]: "
+                         "the centring and the different-image pairs need a sample.")
+    asked = [counts] if isinstance(counts, int) else list(counts)
+    ordered = bags.patch_counts(asked)
+    pairing = derangement(images.shape[0]) if pairing is None else pairing.long()
+    if pairing.shape != (images.shape[0],):
+        raise ValueError(f"pairing must be (B,) = ({images.shape[0]},) image indices, got "
+                         f"{tuple(pairing.shape)}.")
+    bag = bags.bag_embeddings(model, images, patch_size, ordered, space=space, grid=grid,
                               batch_size=batch_size, generator=generator, out_size=out_size)
     # as many whole images per pass as the bags had images per pass
     per_pass = max(1, (batch_size or bags.default_batch_size(model)) // ordered[-1])
     whole = bags.image_embeddings(model, images, space=space, images_per_pass=per_pass)
-    cosine = {n: F.cosine_similarity(bag[n], whole, dim=1).mean() for n in ordered}
-    return torch.stack([cosine[n] for n in counts])
+    other = whole[pairing.to(whole.device)]
+    same = torch.stack([centred_cosine(bag[n], whole, centre=centre).mean() for n in asked])
+    different = torch.stack([centred_cosine(bag[n], other, centre=centre).mean() for n in asked])
+    return Convergence(asked, same, different)
 
 
 # ------------------------------------------------------------------------ a checkpoint
+
+#: test images :func:`evaluate_checkpoint` measures the convergence on, when not ``limit``
+CONVERGENCE_IMAGES = 1000
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The resolved options of one :func:`evaluate_checkpoint` call."""
+
+    patch_size: int
+    out_size: int | None
+    grid: bool
+    k: int
+    temperature: float
+    limit: int | None
+    seed: int
+    device: torch.device
+    precision: str
+    batch_size: int | None
+    num_workers: int
+    progress: bool
+
 
 def _splits(dataset: str, root: str | None, image_size: int) -> dict:
     """The train and test splits of ``dataset``: small datasets as they are, image folders
@@ -239,6 +345,36 @@ def _splits(dataset: str, root: str | None, image_size: int) -> dict:
             for split in ("train", "test")}
 
 
+def _check_scales(image: torch.Tensor, patch_size: int, counts: list[int], grid: bool) -> None:
+    """Refuse random patches as large as the image (C, H, W) in bags of more than one: every
+    patch would be the same crop, and a bag of n the bag of one."""
+    side = min(image.shape[-2:])
+    if not grid and patch_size >= side and max(counts, default=1) > 1:
+        raise ValueError(f"patch_size={patch_size} covers the whole {image.shape[-2]}x"
+                         f"{image.shape[-1]} image, so all n patches of a bag are the same crop: "
+                         f"pass a smaller --patch-size (e.g. {max(1, side * 5 // 16)}).")
+
+
+def _initial_model(cfg, device: torch.device) -> nn.Module:
+    """The run's network as training started it: its architecture, seeded with ``cfg.seed``
+    as training seeds it, in eval mode (BatchNorm at its initial statistics). The control
+    that tells what training changed; the global random state is left as it was."""
+    from cooc_minimal.models import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.arch, cfg.projector, cifar_stem=cfg.cifar_stem, width=cfg.width)
+    return model.to(device).eval()
+
+
+def _first_images(dataset, count: int, num_workers: int) -> torch.Tensor:
+    """The first ``count`` images of a dataset of (image, label) pairs: (N, C, H, W)."""
+    from torch.utils.data import DataLoader, Subset
+
+    subset = Subset(dataset, range(min(count, len(dataset))))
+    return torch.cat([x for x, _ in DataLoader(subset, batch_size=256, num_workers=num_workers)])
+
+
 def _read_out(features: dict, counts: list[int], *, k: int, temperature: float) -> dict:
     """{n: (probe accuracy, kNN accuracy)} of the train/test bags ``features[split]``."""
     (train_bags, train_y), (test_bags, test_y) = features["train"], features["test"]
@@ -252,44 +388,87 @@ def _read_out(features: dict, counts: list[int], *, k: int, temperature: float) 
     return scores
 
 
+def _accuracy_rows(model: nn.Module, splits: dict, counts: list[int], space: str,
+                   o: _Options) -> list[dict]:
+    """Probe and kNN rows of one space: train bags drawn with seed, test bags with seed + 1."""
+    features = {}
+    for offset, (split, data) in enumerate(splits.items()):
+        with autocast(o.device, o.precision):  # the network only: probe and kNN in float32
+            features[split] = bags.embed_dataset(
+                model, data, o.patch_size, counts, space=space, grid=o.grid,
+                batch_size=o.batch_size, generator=torch.Generator().manual_seed(o.seed + offset),
+                out_size=o.out_size, progress=o.progress, num_workers=o.num_workers,
+                limit=o.limit)
+    scores = _read_out(features, counts, k=o.k, temperature=o.temperature)
+    return [{"metric": "accuracy", "space": space, "n_patches": n, "patch_size": o.patch_size,
+             "probe_acc": probe, "knn_acc": knn} for n, (probe, knn) in scores.items()]
+
+
+def _convergence_rows(model: nn.Module, images: torch.Tensor, counts: list[int], space: str,
+                      o: _Options) -> list[dict]:
+    """:func:`multiscale_convergence` rows of one space, patches drawn with seed + 1."""
+    with autocast(o.device, o.precision):
+        result = multiscale_convergence(
+            model, images, o.patch_size, counts, space=space, grid=o.grid,
+            generator=torch.Generator().manual_seed(o.seed + 1), batch_size=o.batch_size,
+            out_size=o.out_size)
+    return [{"metric": "convergence", "space": space, "n_patches": row["n_patches"],
+             "patch_size": o.patch_size, "images": images.shape[0], "same": row["same"],
+             "different": row["different"], "gap": row["gap"]} for row in result.rows()]
+
+
 def evaluate_checkpoint(checkpoint, *, dataset: str | None = None, data_root: str | None = None,
                         patches: Sequence[int] = (1, 4, 16, 64), patch_size: int | None = None,
                         out_size: int | None = None, spaces: Sequence[str] = ("embedding",),
                         grid: bool = False, k: int = 20, temperature: float = 0.07,
                         limit: int | None = None, seed: int = 0, device: str = "auto",
                         precision: str = "auto", batch_size: int | None = None,
-                        num_workers: int = 0, progress: bool = True) -> list[dict]:
-    """Probe and kNN accuracy of a checkpoint's bag embeddings, one row per (space, n).
+                        num_workers: int = 0, progress: bool = True,
+                        convergence: Sequence[int] = (), untrained: bool = False) -> list[dict]:
+    """Probe and kNN accuracy of a checkpoint's bag embeddings, and their convergence.
 
     Defaults come from the checkpoint's config: its dataset, data_root, patch_size and
-    patch_out (the resolution it was trained at). The bags of the train split are drawn
-    with seed ``seed``, those of the test split with ``seed + 1``. Returns rows ``{"space",
-    "n_patches", "patch_size", "probe_acc", "knn_acc"}``. Bad input raises one sentence
-    (FileNotFoundError or ValueError) before the images are embedded.
+    patch_out (the resolution it was trained at). Returns, for each space, one row
+    ``{"metric": "accuracy", "space", "n_patches", "patch_size", "probe_acc", "knn_acc"}``
+    per n of ``patches`` (the bags of the train split drawn with seed ``seed``, those of the
+    test split with ``seed + 1``), then one row ``{"metric": "convergence", "space",
+    "n_patches", "patch_size", "images", "same", "different", "gap"}`` per n of
+    ``convergence``: :func:`multiscale_convergence` on the first ``limit`` test images
+    (default :data:`CONVERGENCE_IMAGES`), patches drawn with ``seed + 1``. Either list may
+    be empty, not both. ``untrained``: evaluate the checkpoint's architecture at its
+    initialisation (the run's seed) instead of its weights, the control. Bad input raises
+    one sentence (FileNotFoundError or ValueError) before the images are embedded, such as
+    random patches that cover the whole image.
     """
     from cooc_minimal.checkpoint import load_model
 
+    counts = bags.patch_counts(list(patches)) if len(patches) else []
+    conv_counts = bags.patch_counts(list(convergence)) if len(convergence) else []
+    if not counts and not conv_counts:
+        raise ValueError("nothing to evaluate: ask for bag sizes (--patches) or for the "
+                         "convergence (--convergence).")
     for space in spaces:
         bags.check_space(space)
+    if limit is not None:
+        positive_int("limit", limit)
     where = pick_device(device)
     autocast(where, precision)  # refuses an unknown precision now, before any work
     model, cfg = load_model(checkpoint, where)  # one sentence for a missing or foreign file
-    patch_size = patch_size or cfg.patch_size
-    out_size = out_size or cfg.patch_out or None
+    model = _initial_model(cfg, where) if untrained else model
+    o = _Options(patch_size=patch_size or cfg.patch_size,
+                 out_size=out_size or cfg.patch_out or None, grid=grid, k=k,
+                 temperature=temperature, limit=limit, seed=seed, device=where,
+                 precision=precision, batch_size=batch_size, num_workers=num_workers,
+                 progress=progress)
     splits = _splits(dataset or cfg.dataset, data_root or cfg.data_root or None, cfg.image_size)
-    counts = sorted(set(patches))
+    _check_scales(splits["test"][0][0], o.patch_size, counts + conv_counts, grid)
+    images = _first_images(splits["test"], limit or CONVERGENCE_IMAGES, num_workers) \
+        if conv_counts else None
     rows = []
     for space in spaces:
-        features = {}
-        for offset, (split, data) in enumerate(splits.items()):
-            with autocast(where, precision):  # the network only: probe and kNN in float32
-                features[split] = bags.embed_dataset(
-                    model, data, patch_size, counts, space=space, grid=grid,
-                    batch_size=batch_size, generator=torch.Generator().manual_seed(seed + offset),
-                    out_size=out_size, progress=progress, num_workers=num_workers, limit=limit)
-        scores = _read_out(features, counts, k=k, temperature=temperature)
-        rows += [{"space": space, "n_patches": n, "patch_size": patch_size,
-                  "probe_acc": probe, "knn_acc": knn} for n, (probe, knn) in scores.items()]
+        rows += _accuracy_rows(model, splits, counts, space, o) if counts else []
+    for space in spaces:
+        rows += _convergence_rows(model, images, conv_counts, space, o) if conv_counts else []
     return rows
 
 

@@ -264,6 +264,19 @@ def test_probe_is_invariant_to_the_scale_of_each_feature():
     assert a.accuracy == pytest.approx(b.accuracy, abs=2e-3)
 
 
+def test_probe_is_deterministic_and_its_bias_never_leaves_the_plane_sum_zero():
+    # The objective is flat along b -> b + c (every logit shifted by c); L-BFGS from b = 0
+    # never moves that way, since every gradient in b sums to zero over the classes.
+    train_x, train_y, _ = gaussian_classes(1000, 7, classes=5)
+    first = E.linear_probe(train_x, train_y, train_x[:10], train_y[:10])
+    again = E.linear_probe(train_x, train_y, train_x[:10], train_y[:10])
+    bias = first.head[1].bias
+    assert abs(bias.sum().item()) < 1e-4 * bias.abs().max().item()
+    for a, b in zip(first.head.state_dict().values(), again.head.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+
+
 def test_probe_rejects_mismatched_inputs():
     x, y, _ = gaussian_classes(50, 0)
     with pytest.raises(ValueError, match="test_x has 5"):
@@ -354,21 +367,107 @@ def test_knn_rejects_k_larger_than_the_bank():
 
 # -------------------------------------------------------------- multi-scale convergence
 
-def test_convergence_against_the_written_out_cosine_and_it_rises_with_n():
+class LinearMap(Backbone):
+    """A 1x1 convolution: a fixed linear map of each pixel, then (Backbone) the global
+    average. A patch's embedding is the average over its pixels, so the embedding of an image
+    is exactly the mean of the embeddings of the tiles that cover it."""
+
+    out_dim = 6
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, self.out_dim, 1, bias=False)
+        nn.init.normal_(self.conv.weight, generator=torch.Generator().manual_seed(0))
+
+    def forward_features(self, x):
+        return self.conv(x)
+
+
+def written_out_centred_cosine(a, b):
+    a = a.double() - a.double().mean(0)
+    b = b.double() - b.double().mean(0)
+    return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).mean().item()
+
+
+def test_convergence_is_the_written_out_centred_cosine_against_own_and_other_image():
     world = ToyWorld(seed=0)
     images = world.sample(64, 0).images
     model = known_model(MeanColour())
-    counts = [1, 2, 4, 16, 64]
-    curve = E.multiscale_convergence(model, images, 8, counts,
-                                     generator=torch.Generator().manual_seed(0))
-    patches, _ = random_patches(images, 8, 64, generator=torch.Generator().manual_seed(0))
-    colours = patches.mean(dim=(3, 4))  # (B, 64, 3): each patch's embedding
-    whole = images.mean(dim=(2, 3))
-    expected = [nn.functional.cosine_similarity(colours[:, :n].mean(1), whole).mean().item()
-                for n in counts]
-    assert curve.tolist() == pytest.approx(expected, abs=1e-5)
-    assert all(b > a for a, b in zip(expected, expected[1:], strict=False))
-    assert expected[-1] > 0.995
+    counts = [16, 1, 4]  # any order: the result follows it
+    pairing = torch.arange(64).roll(1)  # image i against image i - 1
+    result = E.multiscale_convergence(model, images, 8, counts, pairing=pairing,
+                                      generator=torch.Generator().manual_seed(0))
+    patches, _ = random_patches(images, 8, 16, generator=torch.Generator().manual_seed(0))
+    colours = patches.mean(dim=(3, 4))  # (B, 16, 3): each patch's embedding
+    whole = images.mean(dim=(2, 3))  # (B, 3)
+    same = [written_out_centred_cosine(colours[:, :n].mean(1), whole) for n in counts]
+    other = [written_out_centred_cosine(colours[:, :n].mean(1), whole[pairing]) for n in counts]
+    assert result.counts == counts
+    assert result.same.tolist() == pytest.approx(same, abs=1e-5)
+    assert result.different.tolist() == pytest.approx(other, abs=1e-5)
+    assert result.gap.tolist() == pytest.approx([s - d for s, d in zip(same, other, strict=True)],
+                                                abs=1e-5)
+    rows = result.rows()
+    assert [r["n_patches"] for r in rows] == counts and set(rows[0]) == {
+        "n_patches", "same", "different", "gap"}
+
+
+def test_a_linear_average_converges_to_one_and_another_image_stays_near_zero():
+    g = torch.Generator().manual_seed(1)  # independent images: a colour each, and pixel noise
+    images = (torch.rand(256, 3, 1, 1, generator=g) * 0.1
+              + torch.rand(256, 3, 32, 32, generator=g) * 0.9)  # one patch: cos about 0.6
+    model = known_model(LinearMap())
+    # every tile of the 4x4 grid: the bag is the whole image's embedding, exactly
+    grid = E.multiscale_convergence(model, images, 8, [1, 4, 16], grid=True,
+                                    generator=torch.Generator().manual_seed(0))
+    assert grid.same[-1].item() == pytest.approx(1.0, abs=1e-5)
+    assert grid.same[0] < 0.7 < grid.same[1] < grid.same[2]
+    # random patches cover the image unevenly (the border less), but come close to it
+    rand = E.multiscale_convergence(model, images, 8, [1, 4, 16, 64],
+                                    generator=torch.Generator().manual_seed(0))
+    assert (rand.same[1:] > rand.same[:-1]).all() and rand.same[-1] > 0.97
+    # independent images share nothing beyond the mean the centring removes
+    assert grid.different.abs().max() < 0.1 and rand.different.abs().max() < 0.1
+
+
+def test_the_plain_cosine_of_non_negative_features_is_high_for_unrelated_images():
+    # Why the metric is centred: mean colours are >= 0, so any two images have a large plain
+    # cosine, and the uncentred "convergence" is mostly what every image has in common.
+    images = torch.rand(200, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    model = known_model(MeanColour())
+    plain = E.multiscale_convergence(model, images, 4, [16], centre=False, grid=True)
+    centred = E.multiscale_convergence(model, images, 4, [16], grid=True)
+    assert plain.different.item() > 0.99  # another image scores as well as the same one
+    assert centred.same.item() == pytest.approx(1.0, abs=1e-5)
+    assert abs(centred.different.item()) < 0.1
+
+
+def test_centred_cosine_ignores_a_shift_of_either_set_and_can_be_plain():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(50, 7, generator=g), torch.randn(50, 7, generator=g)
+    shifted = E.centred_cosine(a + torch.randn(7, generator=g), b - 5.0)
+    torch.testing.assert_close(shifted, E.centred_cosine(a, b), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(E.centred_cosine(a, b, centre=False),
+                               nn.functional.cosine_similarity(a, b))
+    with pytest.raises(ValueError, match="same shape"):
+        E.centred_cosine(a, b[:, :3])
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 257])
+def test_derangement_moves_every_index_and_is_a_permutation(n):
+    pairing = E.derangement(n, seed=5)
+    assert sorted(pairing.tolist()) == list(range(n))
+    assert (pairing != torch.arange(n)).all()
+    assert torch.equal(pairing, E.derangement(n, seed=5))
+
+
+def test_convergence_refuses_a_single_image_or_a_bad_pairing(tiny, images):
+    with pytest.raises(ValueError, match="at least 2 images"):
+        E.multiscale_convergence(tiny, images[:1], 8, [1])
+    with pytest.raises(ValueError, match="pairing"):
+        E.multiscale_convergence(tiny, images, 8, [1], pairing=torch.arange(3))
+    with pytest.raises(ValueError, match="at least 2"):
+        E.derangement(1)
 
 
 def test_convergence_of_a_full_grid_is_exact_for_a_linear_embedding():
@@ -462,7 +561,8 @@ def test_cli_prints_the_table_and_writes_json_rows(smoke_checkpoint, tmp_path, c
     assert [(r["space"], r["n_patches"]) for r in rows] == [
         ("embedding", 1), ("embedding", 4), ("projection", 1), ("projection", 4)]
     for row in rows:
-        assert set(row) == {"space", "n_patches", "patch_size", "probe_acc", "knn_acc"}
+        assert set(row) == {"metric", "space", "n_patches", "patch_size", "probe_acc", "knn_acc"}
+        assert row["metric"] == "accuracy"
         assert row["patch_size"] == 8 and 0 <= row["probe_acc"] <= 1 and 0 <= row["knn_acc"] <= 1
         assert f"{row['probe_acc']:.4f}" in out
 
@@ -547,6 +647,67 @@ def test_cli_reads_an_image_folder(smoke_checkpoint, tmp_path, capsys):
 def test_cli_rejects_bad_patch_counts(smoke_checkpoint, capsys):
     assert eval_main(["--checkpoint", str(smoke_checkpoint), "--patches", "1,x"]) == 2
     assert one_sentence(capsys.readouterr().err)
+
+
+def test_cli_convergence_rows_match_the_library_function(smoke_checkpoint, tmp_path, capsys):
+    import json
+
+    from cooc_minimal.checkpoint import load_model
+    from cooc_minimal.data import get_dataset
+
+    path = tmp_path / "convergence.json"
+    code = eval_main(["--checkpoint", str(smoke_checkpoint), "--dataset", "toyworld",
+                      "--patches", "none", "--convergence", "4,1", "--limit", "60",
+                      "--json", str(path), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("multi-scale convergence")
+    assert out.splitlines()[1].split() == ["space", "n_patches", "patch_size", "images", "same",
+                                           "different", "gap"]
+    rows = json.loads(path.read_text())
+    assert [r["n_patches"] for r in rows] == [1, 4]
+    for row in rows:
+        assert set(row) == {"metric", "space", "n_patches", "patch_size", "images", "same",
+                            "different", "gap"}
+        assert row["metric"] == "convergence" and row["images"] == 60
+        assert row["gap"] == pytest.approx(row["same"] - row["different"])
+    model, _ = load_model(smoke_checkpoint)
+    images = get_dataset("toyworld", train=False).images[:60]
+    expected = E.multiscale_convergence(model, images, 8, [1, 4],
+                                        generator=torch.Generator().manual_seed(1))  # seed + 1
+    assert [r["same"] for r in rows] == pytest.approx(expected.same.tolist(), abs=1e-5)
+    assert [r["different"] for r in rows] == pytest.approx(expected.different.tolist(), abs=1e-5)
+
+
+def test_untrained_is_the_run_at_its_initialisation(smoke_checkpoint):
+    from cooc_minimal.checkpoint import load_model
+    from cooc_minimal.data import get_dataset
+
+    trained = E.evaluate_checkpoint(smoke_checkpoint, patches=(), convergence=[2], limit=40,
+                                    progress=False)
+    rows = E.evaluate_checkpoint(smoke_checkpoint, patches=(), convergence=[2], limit=40,
+                                 untrained=True, progress=False)
+    _, cfg = load_model(smoke_checkpoint)
+    torch.manual_seed(cfg.seed)  # as training seeds the model it builds
+    initial = build_model(cfg.arch, cfg.projector, width=cfg.width).eval()
+    images = get_dataset("toyworld", train=False).images[:40]
+    expected = E.multiscale_convergence(initial, images, 8, [2],
+                                        generator=torch.Generator().manual_seed(1))
+    assert rows[0]["same"] == pytest.approx(expected.same.item(), abs=1e-5)
+    assert rows[0]["same"] != pytest.approx(trained[0]["same"], abs=1e-3)
+
+
+@pytest.mark.parametrize("options, words", [
+    (["--convergence", "1,x"], "--convergence must be positive integers"),
+    (["--patches", "none"], "nothing to evaluate"),
+    (["--patch-size", "32", "--patches", "1,4"], "covers the whole 32x32 image"),
+    (["--patches", "none", "--convergence", "4", "--limit", "1"], "at least 2 images"),
+])
+def test_cli_bad_convergence_input_is_one_sentence(smoke_checkpoint, capsys, options, words):
+    code = eval_main(["--checkpoint", str(smoke_checkpoint), "--dataset", "toyworld",
+                      "--no-progress", *options])
+    err = capsys.readouterr().err
+    assert code == 2 and one_sentence(err) and words in err, err
 
 
 def test_probe_and_knn_stay_in_float32_inside_an_autocast_region():

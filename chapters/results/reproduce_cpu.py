@@ -11,6 +11,7 @@ writes them.
 
     python chapters/results/reproduce_cpu.py               # about 2 minutes on 2 cores
     python chapters/results/reproduce_cpu.py --runs runs --no-benchmark
+    python chapters/results/reproduce_cpu.py --chapter 07  # one chapter's figures only
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of the toy runs (default: a fresh temporary folder)")
     parser.add_argument("--no-benchmark", action="store_true",
                         help="skip benchmarks/bag_embeddings.py")
+    parser.add_argument("--chapter", action="append", choices=[n[:2] for n in NOTEBOOKS],
+                        help="run only this chapter (repeatable; default: all of them)")
     args = parser.parse_args(argv)
     command = " ".join(["python chapters/results/reproduce_cpu.py",
                         *(sys.argv[1:] if argv is None else argv)])
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as fresh:
         runs = args.runs.resolve() if args.runs else Path(fresh)
         env = {"COOC_SCALE": "smoke", "COOC_WRITE_RESULTS": "1", "COOC_RUNS": str(runs)}
-        for name in NOTEBOOKS:
+        for name in (n for n in NOTEBOOKS if not args.chapter or n[:2] in args.chapter):
             before = {p: p.stat().st_mtime for p in HERE.glob("ch*.json")}
             print(f"running chapters/{name} (runs in {runs}) ...", flush=True)
             seconds = run_notebook(name, env)
