@@ -133,14 +133,19 @@ def get_rng_states(generators: dict[str, torch.Generator] | None = None) -> dict
 
 def set_rng_states(states: dict[str, Any],
                    generators: dict[str, torch.Generator] | None = None) -> None:
-    """Restore what :func:`get_rng_states` saved (CUDA states only where CUDA is present)."""
+    """Restore what :func:`get_rng_states` saved.
+
+    CUDA states are restored for the GPUs visible now, and only for them: a run saved on 8
+    GPUs resumes on 1 (the other states belong to devices this process does not have).
+    """
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     n = states["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],  # noqa: NPY002
                          n["has_gauss"], n["cached"]))
     torch.set_rng_state(states["torch"])
-    if torch.cuda.is_available() and states["cuda"]:
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if torch.cuda.is_available():
+        for index, state in enumerate(states["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
     for name, g in (generators or {}).items():
         g.set_state(states["generators"][name])

@@ -100,3 +100,20 @@ def test_weights_that_do_not_fit_their_config_are_one_sentence(tmp_path):
     ck.save_checkpoint(tmp_path / "last.pt", state)
     with pytest.raises(ck.CheckpointError, match="do not fit the model its config describes"):
         ck.load_model(tmp_path / "last.pt")
+
+
+def test_a_run_saved_on_more_gpus_resumes_on_fewer(monkeypatch):
+    # A checkpoint from 8 GPUs restored where 1 is visible: only device 0's state is set.
+    from cooc_minimal import checkpoint
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda state, device: restored.append((device, state)))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [])
+    states = checkpoint.get_rng_states()
+    states["cuda"] = [torch.full((8,), i, dtype=torch.uint8) for i in range(8)]
+    checkpoint.set_rng_states(states)
+    assert [device for device, _ in restored] == [0]
+    assert torch.equal(restored[0][1], states["cuda"][0])
