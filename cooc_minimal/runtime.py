@@ -55,15 +55,22 @@ def pick_device(requested: str = "auto") -> torch.device:
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The context a forward pass runs under: bf16 autocast, or nothing (fp32).
 
-    ``precision="auto"`` means bf16 on CUDA and fp32 elsewhere; ``"bf16"`` forces bf16 on
-    any device (a CPU runs it too, at a speed that depends on the CPU).
+    ``precision="auto"`` means bf16 on a GPU with bf16 units (compute capability 8.0 or
+    more: A100, H100, RTX 30xx/40xx) and fp32 elsewhere: a T4 or V100 only emulates bf16,
+    slower than fp32. ``"bf16"`` forces bf16 on any device (a CPU runs it too, at a speed
+    that depends on the CPU).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
                          f"{precision!r}.")
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+    if precision == "bf16" or (precision == "auto" and has_native_bf16(device)):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` is a CUDA GPU whose tensor cores compute in bf16 (sm_80 or later)."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -1,3 +1,4 @@
+import contextlib
 import random
 
 import numpy as np
@@ -52,3 +53,14 @@ def test_seed_everything_makes_every_generator_repeat():
 def test_seed_everything_rejects_bad_seeds(bad):
     with pytest.raises(ValueError, match="seed must be an integer"):
         runtime.seed_everything(bad)
+
+
+@pytest.mark.parametrize(("capability", "bf16"), [((7, 5), False), ((7, 0), False),
+                                                  ((8, 0), True), ((9, 0), True)])
+def test_auto_precision_is_bf16_only_on_gpus_with_bf16_units(monkeypatch, capability, bf16):
+    from cooc_minimal import runtime
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert runtime.has_native_bf16(torch.device("cuda", 0)) is bf16
+    assert runtime.has_native_bf16(torch.device("cpu")) is False
+    assert isinstance(runtime.autocast(torch.device("cpu"), "auto"), contextlib.nullcontext)
