@@ -6,8 +6,12 @@ BYOL's views, a tiny CNN of width 8: a step takes milliseconds on a CPU.
 
 from cooc_minimal.config import Config, validate_config
 
+# The tests assert exact equalities (resume = straight run to 1e-6, 2 ranks = 1 process to
+# 1e-5): pinned to the CPU in fp32, so a GPU machine runs the same checks (gloo, not NCCL,
+# which would want one GPU per rank) and cuDNN's or bf16's rounding cannot enter.
 TINY = {"train_images": 64, "batch_size": 16, "n_patches": 4, "width": 8,
-        "projector": "32-16", "epochs": 2, "augment": "byol", "name": "tiny"}
+        "projector": "32-16", "epochs": 2, "augment": "byol", "name": "tiny",
+        "device": "cpu", "precision": "fp32"}
 
 
 def tiny_config(**changes) -> Config:
