@@ -126,8 +126,11 @@ def check_warmup_cosine(answers) -> None:
 
 @exercise(points=1, forbid=[ARITHMETIC_ONLY])
 def check_half_lr_step(answers) -> None:
+    # The last two runs decay over an odd number of steps (13 * 5 and 123 * 391): their
+    # half-way point lies between two steps, which an integer division would round away.
     for images, batch, epochs, warmup in ((50_000, 1024, 600, 10), (1000, 100, 10, 0),
-                                          (126_689, 1024, 400, 10), (10_000, 128, 3, 1)):
+                                          (126_689, 1024, 400, 10), (10_000, 128, 3, 1),
+                                          (1_300, 100, 6, 1), (126_689, 1024, 401, 10)):
         per_epoch = images // batch
         total, warm = epochs * per_epoch, warmup * per_epoch
         expected = next(s for s in range(warm, total + 1)
@@ -137,6 +140,9 @@ def check_half_lr_step(answers) -> None:
         close_number(answers.half_lr_step(images, batch, epochs, warmup), expected,
                      f"half_lr_step({images}, {batch}, {epochs}, {warmup})", rel=1e-12,
                      mistakes={
+                         "when total - warmup is odd the half-way point lies between two "
+                         "steps: keep the fraction (/ 2, not // 2)":
+                             warm + (total - warm) // 2 if (total - warm) % 2 else -1.0,
                          "the last incomplete batch is dropped: images // batch_size steps "
                          "per epoch": (warmup + (epochs - warmup) / 2) * images / batch,
                          "the cosine starts after the warmup, so add the warmup steps":

@@ -15,6 +15,8 @@ def off_diagonal(m: torch.Tensor) -> torch.Tensor:
 
 
 def mean_squared_cosine(d: int) -> float:
-    # By symmetry x / ||x|| is uniform on the sphere; fix y along e_1: cos^2 = u_1^2, and the
-    # d coordinates u_k^2 are exchangeable and sum to 1, so each has mean 1 / d.
+    # Worked answer. By symmetry x / ||x|| is uniform on the sphere; fix y along e_1:
+    # cos^2 = u_1^2, and the d coordinates u_k^2 are exchangeable and sum to 1, so each has
+    # mean 1 / d. Random directions are nearly orthogonal in high dimension: the typical
+    # |cos| is about 1 / sqrt(d), 0.09 for d = 128.
     return 1 / d

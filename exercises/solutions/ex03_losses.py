@@ -56,9 +56,12 @@ def multipatch_tcr(z: torch.Tensor, lam: float = 30.0, eps: float = 0.2 ** 0.5) 
 
 
 def covariance_bug_witness() -> torch.Tensor:
-    # Two identical features: their covariance C_01 equals the variance C_11, and the mask
-    # cov != cov.diagonal() (which compares C_ij with C_jj) drops it: exactly the collapse
-    # the covariance term exists to penalise goes unseen.
+    # Worked answer. Two identical features: their covariance C_01 equals the variance C_11,
+    # and the mask cov != cov.diagonal() (which compares C_ij with C_jj) drops it: exactly
+    # the collapse the covariance term exists to penalise goes unseen. Random batches never
+    # have C_ij = C_jj, so the page's test passes; in training it happens when two output
+    # coordinates become copies of each other (redundant, collapsed dimensions), the moment
+    # the term should push hardest, and then it pushes on that pair not at all.
     g = torch.Generator().manual_seed(0)
     first = torch.randn(16, 1, generator=g, dtype=torch.float64)
     return torch.cat([first, first, torch.randn(16, 2, generator=g, dtype=torch.float64)], 1)
