@@ -5,8 +5,10 @@
 
 The copy is what git holds at ``HEAD`` (``git archive``), so nothing uncommitted can reach
 students, and it refuses to run while ``exercises/`` has uncommitted or untracked changes
-(an answer typed into a stub, a stray key file). Left out: ``exercises/solutions/`` and the
-README's instructor section (between ``<!-- instructors -->`` and ``<!-- /instructors -->``).
+(an answer typed into a stub, a stray key file). Left out: ``exercises/solutions/``, and the
+parts of the README and of the book's instructors page meant for instructors only (between
+``<!-- instructors -->`` and ``<!-- /instructors -->``: the grading workflow, the worked
+answers).
 Then the copy's own checker runs on the copy's stubs and every exercise must report "not done
 yet"; otherwise the copy is removed and the command fails.
 
@@ -28,6 +30,7 @@ from pathlib import Path
 
 COURSE_ROOT = Path(__file__).resolve().parent.parent
 WITHHELD = ("exercises/solutions/",)
+STRIPPED_PAGES = ("README.md", "book/instructors.md")
 INSTRUCTOR_SECTION = re.compile(r"\n?<!-- instructors -->.*?<!-- /instructors -->\n?", re.S)
 
 
@@ -86,9 +89,10 @@ def write_student_copy(dest: Path, root: Path = COURSE_ROOT, verify: bool = True
             target.write_bytes(tar.extractfile(member).read())
             target.chmod(member.mode & 0o777 | 0o600)
             written.append(member.name)
-    readme = dest / "README.md"
-    if readme.exists():
-        readme.write_text(strip_instructor_section(readme.read_text()))
+    for page in STRIPPED_PAGES:  # the instructors' notes, and the worked answers on the book's page
+        path = dest / page
+        if path.exists():
+            path.write_text(strip_instructor_section(path.read_text()))
     if verify:
         problems = stub_problems(dest)
         if problems:

@@ -255,7 +255,8 @@ def test_submissions_are_read_by_name_only(tmp_path):
 
 # --- student copies, in a temporary git repository -----------------------------------------
 
-COPIED = ["Makefile", "pyproject.toml", "README.md", "tests/conftest.py",
+COPIED = ["Makefile", "pyproject.toml", "README.md", "conftest.py", "book/instructors.md",
+          "tests/conftest.py",
           "tests/test_exercises.py"]
 
 
@@ -315,6 +316,8 @@ def test_student_copy_passes_its_own_tests_before_and_after_solving(course, tmp_
     assert not (copy / "exercises" / "solutions").exists()
     readme = (copy / "README.md").read_text()
     assert "instructors" not in readme and "The end." in readme
+    page = (copy / "book" / "instructors.md").read_text()
+    assert "Worked answers" not in page and "<!-- instructors -->" not in page
 
     def own_tests():
         return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
