@@ -209,7 +209,7 @@ def build_eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the patch positions (0)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                        help="auto: bf16 autocast on CUDA, fp32 on CPU")
+                        help="auto: bf16 autocast on a GPU with bf16 units (sm_80+), else fp32")
     parser.add_argument("--batch-size", type=int, metavar="P",
                         help="patches per forward pass (default 1024 on CPU, 8192 on GPU)")
     parser.add_argument("--num-workers", type=int, default=0,
