@@ -15,6 +15,9 @@ from are public too, for the course to show and for readers to reuse: ``variance
 
 Conventions shared by every function:
 
+- **Shapes.** ``D`` in a shape is the width of the vectors passed in, here the projection
+  z. The course's notation table (chapter 5, README) calls that width d and keeps D for
+  the embedding h, the backbone's output; in code, shapes keep the one letter D.
 - **Precision.** Each loss computes in float32 or wider: half-precision inputs are upcast and
   autocast is switched off inside, because batch statistics (a log-determinant, a
   covariance) lose most of their digits in bfloat16. Chapter 3 shows it on TCR.
