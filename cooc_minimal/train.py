@@ -53,7 +53,7 @@ from cooc_minimal.runs import (
     run_status,
     run_summary,
 )
-from cooc_minimal.runtime import pick_device, positive_int
+from cooc_minimal.runtime import configure_cuda, pick_device, positive_int
 from cooc_minimal.step import (
     Trainee,
     build_optimizer,
@@ -92,10 +92,11 @@ def joined_processes(device_name: str) -> Iterator[Context]:
     the end if we joined it; yields this process's :class:`Context`."""
     device = pick_device(device_name)
     owns_group = launched_world_size() > 1 and not dist.is_initialized()
-    if owns_group:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    if owns_group:  # device_id: NCCL binds this rank to its GPU at once
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                device_id=device if device.type == "cuda" else None)
     try:
         yield Context(rank(), world_size(), device)
     finally:
@@ -143,6 +144,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False,
     out = _checked_arguments(out_dir, resume, stop_after_epochs)
     cfg = validate_config(cfg, launched_world_size())
     with joined_processes(cfg.device) as ctx:
+        configure_cuda(ctx.device, cfg.precision)
         cfg, saved = prepare_folder(cfg, out, resume)
         data = make_data(cfg, ctx.device)
         state = RunState.schedule(cfg, data.size)

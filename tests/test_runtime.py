@@ -64,3 +64,20 @@ def test_auto_precision_is_bf16_only_on_gpus_with_bf16_units(monkeypatch, capabi
     assert runtime.has_native_bf16(torch.device("cuda", 0)) is bf16
     assert runtime.has_native_bf16(torch.device("cpu")) is False
     assert isinstance(runtime.autocast(torch.device("cpu"), "auto"), contextlib.nullcontext)
+
+
+@pytest.mark.parametrize(("precision", "fast"), [("auto", True), ("bf16", True), ("fp32", False)])
+def test_cuda_gets_tf32_and_cudnn_autotuning_unless_fp32_is_asked(precision, fast):
+    from cooc_minimal import runtime
+
+    flags = (torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32"), \
+        (torch.backends.cudnn, "benchmark")
+    saved = [getattr(module, name) for module, name in flags]
+    try:
+        runtime.configure_cuda(torch.device("cpu"), precision)  # a CPU run changes nothing
+        assert [getattr(module, name) for module, name in flags] == saved
+        runtime.configure_cuda(torch.device("cuda", 0), precision)
+        assert [getattr(module, name) for module, name in flags] == [fast] * 3
+    finally:
+        for (module, name), value in zip(flags, saved, strict=True):
+            setattr(module, name, value)
