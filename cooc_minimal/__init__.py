@@ -36,6 +36,8 @@ MODULES = (
     ("augment", "BYOL augmentations on whole batches of patches, on any device", "4"),
     ("toyworld", "generated worlds with known co-occurrence, Bayes accuracy, Gram metrics",
      "4-5"),
+    ("textureworld", "a toy world of textures painted anew at each occurrence: training "
+     "must learn what a random network misses", "7"),
     ("data", "the datasets; device-resident and DataLoader training data; the rank sampler",
      "4, 6"),
     ("models", "ResNet backbones (CIFAR stem), a tiny CNN, the projector", "5"),

@@ -37,8 +37,10 @@ __all__ = ["Config", "ConfigError", "RUNTIME_KEYS", "config_from_dict", "config_
            "config_to_toml", "describe_keys", "known_configs", "load_config",
            "parse_projector_dims", "save_config", "validate_config"]
 
-DATASETS = ("cifar10", "cifar100", "imagenet100", "imagenet", "imagefolder", "toyworld")
-SMALL_DATASETS = {"cifar10": 32, "cifar100": 32, "toyworld": 32}  # fixed image side
+DATASETS = ("cifar10", "cifar100", "imagenet100", "imagenet", "imagefolder", "toyworld",
+            "textureworld")
+# fixed image side of the small datasets
+SMALL_DATASETS = {"cifar10": 32, "cifar100": 32, "toyworld": 32, "textureworld": 32}
 ARCHS = ("tiny", "resnet18", "resnet34", "resnet50")  # models.ARCHS, without importing torch
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": DATASETS,

@@ -1,5 +1,5 @@
 """The course's datasets behind one function: CIFAR-10/100, ImageNet(-100), a folder of
-images and the toy world.
+images and the two toy worlds.
 
 ``get_dataset(name, root, train)`` returns a map-style dataset of ``(image, label)``
 pairs, images as float tensors (3, H, W) in [0, 1] unless another ``transform`` is
@@ -13,7 +13,7 @@ list ships with the library (``resources/imagenet100.txt``). ``imagenet`` is all
 classes of the same folder; ``imagefolder`` is any folder laid out the same way (``train/``
 and ``val/``, one sub-folder of images per class), so that users train on their own images.
 
-The small datasets (CIFAR, the toy world) also load as one uint8 tensor
+The small datasets (CIFAR, the toy worlds) also load as one uint8 tensor
 (:func:`load_tensors`). Training reads either kind through one interface (:func:`make_data`):
 :class:`TensorData` keeps a small dataset on the device and batches it by indexing,
 :class:`LoaderData` reads a large one through DataLoader workers. Both give each process
@@ -37,10 +37,14 @@ from torchvision import datasets
 from torchvision import transforms as T
 
 from cooc_minimal.config import Config
+from cooc_minimal.textureworld import TextureWorld
 from cooc_minimal.toyworld import ToyWorld, ToyWorldDataset
 
-NAMES = ("cifar10", "cifar100", "imagenet100", "imagenet", "imagefolder", "toyworld")
-SMALL = ("cifar10", "cifar100", "toyworld")  # held in memory as one tensor
+NAMES = ("cifar10", "cifar100", "imagenet100", "imagenet", "imagefolder", "toyworld",
+         "textureworld")
+SMALL = ("cifar10", "cifar100", "toyworld", "textureworld")  # held in memory as one tensor
+# The generated worlds, each made with seed 0; both use the sizes and seeds below.
+WORLDS = {"toyworld": ToyWorld, "textureworld": TextureWorld}
 DATA_VARIABLE = "COOC_DATA"
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 TOYWORLD_SIZES = {True: 10_000, False: 2_000}  # train, test
@@ -160,19 +164,20 @@ def get_dataset(name: str, root: str | Path | None = None, train: bool = True,
     folder that contains ``cifar-10-batches-py`` / ``cifar-100-python``, for ImageNet-100
     and ImageNet the ImageNet folder that contains ``train/`` and ``val/``, for
     ``imagefolder`` any folder with ``train/`` and ``val/`` holding one sub-folder of
-    images per class (any image size); unused by the toy world.
+    images per class (any image size); unused by the toy worlds.
     train: the training split, else the test (validation) split.
     download: fetch CIFAR if it is missing (never done by the book); impossible for ImageNet.
     transform: applied to each image; by default images become tensors (3, H, W) in [0, 1]
     (ImageNet-100, ImageNet, imagefolder: resized to 256 on the short side and
     centre-cropped to 224).
-    The toy world is ``ToyWorld(seed=0)``: 10,000 training and 2,000 test images.
+    The toy worlds are ``ToyWorld(seed=0)`` (``toyworld``) and ``TextureWorld(seed=0)``
+    (``textureworld``): 10,000 training and 2,000 test images each.
     """
     _check_arguments(name, train, download)
     train, download = bool(train), bool(download)
-    if name == "toyworld":
-        return ToyWorldDataset(ToyWorld(seed=0), TOYWORLD_SIZES[train], TOYWORLD_SEEDS[train],
-                               transform)
+    if name in WORLDS:
+        return ToyWorldDataset(WORLDS[name](seed=0), TOYWORLD_SIZES[train],
+                               TOYWORLD_SEEDS[train], transform)
     if root is not None and not isinstance(root, str | os.PathLike):
         raise ValueError(f"root must be a folder path (str or Path), got {type(root).__name__}.")
     root = Path(root).expanduser() if root is not None and str(root) else default_root()
@@ -187,14 +192,14 @@ def load_tensors(name: str, root: str | Path | None = None,
                  train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """A small dataset as two tensors: images (N, 3, H, W) uint8 and labels (N,) int64.
 
-    For cifar10, cifar100 and toyworld (whose images, made in [0, 1], are rounded to
+    For cifar10, cifar100 and the toy worlds (whose images, made in [0, 1], are rounded to
     255 levels). This is what the training script holds on its device and indexes.
     """
     if name not in SMALL:
         raise ValueError(f"load_tensors reads only the small datasets {', '.join(SMALL)}, got "
                          f"{name!r}: read large ones with get_dataset and a DataLoader.")
     dataset = get_dataset(name, root, train)
-    if name == "toyworld":
+    if name in WORLDS:
         images = (dataset.images * 255).round().to(torch.uint8)
         return images.contiguous(), dataset.labels.clone()
     images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2)

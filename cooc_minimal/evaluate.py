@@ -44,6 +44,7 @@ __all__ = [
     "knn_classify",
     "linear_probe",
     "multiscale_convergence",
+    "tile_bag_accuracy",
 ]
 
 
@@ -470,6 +471,35 @@ def evaluate_checkpoint(checkpoint, *, dataset: str | None = None, data_root: st
     for space in spaces:
         rows += _convergence_rows(model, images, conv_counts, space, o) if conv_counts else []
     return rows
+
+
+def tile_bag_accuracy(checkpoint, *, n_tiles: int = 16, limit: int = 2000, seed: int = 0,
+                      k: int = 20, temperature: float = 0.07, device: str = "auto",
+                      progress: bool = False) -> dict[str, float | None]:
+    """A toy-world checkpoint's bags of ``n_tiles`` distinct tiles: trained, untrained, Bayes.
+
+    The bags are means of embeddings of tiles (grid patches of the run's ``patch_size``), on
+    the first ``limit`` images of each split, read out by :func:`linear_probe` and
+    :func:`knn_classify` (``k``, ``temperature``), as :func:`evaluate_checkpoint` does. The
+    same for the untrained control (the run's architecture at its seeded initialisation).
+    Returns ``{"probe_acc", "knn_acc", "untrained_probe_acc", "untrained_knn_acc",
+    "bayes_acc"}``: the last is the world's Bayes accuracy with ``n_tiles`` tiles
+    (``bayes_accuracy``), None for a dataset without a known world.
+    """
+    from cooc_minimal.checkpoint import load_model
+    from cooc_minimal.data import get_dataset
+
+    _, cfg = load_model(checkpoint)  # one sentence for a missing or foreign file
+    options = dict(patches=(positive_int("n_tiles", n_tiles),), grid=True, limit=limit,
+                   seed=seed, k=k, temperature=temperature, device=device, progress=progress)
+    figures: dict[str, float | None] = {}
+    for prefix, untrained in (("", False), ("untrained_", True)):
+        row = evaluate_checkpoint(checkpoint, untrained=untrained, **options)[0]
+        figures[prefix + "probe_acc"], figures[prefix + "knn_acc"] = row["probe_acc"], \
+            row["knn_acc"]
+    world = getattr(get_dataset(cfg.dataset, cfg.data_root or None, train=False), "world", None)
+    figures["bayes_acc"] = world.bayes_accuracy(n_tiles) if world is not None else None
+    return figures
 
 
 # ------------------------------------------------------------------------ command line

@@ -44,7 +44,7 @@ CONFIGS.append(("imagenet_vicreg_multiscale", "imagenet", "vicreg"))
 
 
 def test_every_expected_config_ships():
-    assert set(C.known_configs()) == {name for name, _, _ in CONFIGS} | {"smoke"}
+    assert set(C.known_configs()) == {name for name, _, _ in CONFIGS} | {"smoke", "texture"}
 
 
 @pytest.mark.parametrize("name, dataset, loss", CONFIGS)
