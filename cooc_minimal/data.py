@@ -41,10 +41,12 @@ from cooc_minimal.textureworld import TextureWorld
 from cooc_minimal.toyworld import ToyWorld, ToyWorldDataset
 
 NAMES = ("cifar10", "cifar100", "imagenet100", "imagenet", "imagefolder", "toyworld",
-         "textureworld")
-SMALL = ("cifar10", "cifar100", "toyworld", "textureworld")  # held in memory as one tensor
+         "textureworld", "textureworld_independent")
+SMALL = ("cifar10", "cifar100", "toyworld", "textureworld",  # held in memory as one tensor
+         "textureworld_independent")
 # The generated worlds, each made with seed 0; both use the sizes and seeds below.
-WORLDS = {"toyworld": ToyWorld, "textureworld": TextureWorld}
+WORLDS = {"toyworld": ToyWorld, "textureworld": TextureWorld,
+          "textureworld_independent": functools.partial(TextureWorld, independent_parts=True)}
 DATA_VARIABLE = "COOC_DATA"
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 TOYWORLD_SIZES = {True: 10_000, False: 2_000}  # train, test
@@ -170,8 +172,9 @@ def get_dataset(name: str, root: str | Path | None = None, train: bool = True,
     transform: applied to each image; by default images become tensors (3, H, W) in [0, 1]
     (ImageNet-100, ImageNet, imagefolder: resized to 256 on the short side and
     centre-cropped to 224).
-    The toy worlds are ``ToyWorld(seed=0)`` (``toyworld``) and ``TextureWorld(seed=0)``
-    (``textureworld``): 10,000 training and 2,000 test images each.
+    The toy worlds are ``ToyWorld(seed=0)`` (``toyworld``), ``TextureWorld(seed=0)``
+    (``textureworld``) and the same with its parts drawn regardless of the class, so with no
+    co-occurrence (``textureworld_independent``): 10,000 training and 2,000 test images each.
     """
     _check_arguments(name, train, download)
     train, download = bool(train), bool(download)

@@ -147,9 +147,10 @@ class TextureWorld(ToyWorld):
 
     def __init__(self, n_classes: int = 10, n_parts: int = 8, grid: int = 4, tile: int = 8,
                  concentration: float = 0.3, seed: int = 0, *,
-                 nuisance: Nuisance | None = None) -> None:
+                 nuisance: Nuisance | None = None, independent_parts: bool = False) -> None:
         super().__init__(n_classes=n_classes, n_parts=n_parts, grid=grid, tile=tile,
-                         concentration=concentration, seed=seed)
+                         concentration=concentration, seed=seed,
+                         independent_parts=independent_parts)
         nuisance = Nuisance() if nuisance is None else nuisance
         if not isinstance(nuisance, Nuisance):
             raise ValueError(f"nuisance must be a Nuisance, got {type(nuisance).__name__}.")

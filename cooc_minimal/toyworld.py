@@ -57,7 +57,7 @@ class ToyWorld:
 
     def __init__(self, n_classes: int = 10, n_parts: int = 8, grid: int = 4, tile: int = 8,
                  concentration: float = 0.7, seed: int = 0, amplitude: float = 0.2,
-                 noise: float = 0.04) -> None:
+                 noise: float = 0.04, *, independent_parts: bool = False) -> None:
         if not 2 <= n_parts <= len(PALETTE):
             raise ValueError(f"n_parts must be between 2 and {len(PALETTE)}, got {n_parts}.")
         for name, value in (("n_classes", n_classes), ("grid", grid), ("tile", tile)):
@@ -67,6 +67,7 @@ class ToyWorld:
             raise ValueError(f"concentration must be positive, got {concentration}.")
         self.n_classes, self.n_parts, self.grid, self.tile = n_classes, n_parts, grid, tile
         self.amplitude, self.noise, self.seed = amplitude, noise, seed
+        self.independent_parts = bool(independent_parts)
         rng = np.random.default_rng(seed)
         weights = rng.dirichlet(np.full(n_parts, concentration), size=n_classes)
         self.weights = torch.from_numpy(weights)  # (K, V) float64, rows sum to 1
@@ -88,17 +89,28 @@ class ToyWorld:
     def cooccurrence(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The true co-occurrence of the parts of two distinct tiles of one image.
 
-        Returns P: (V, V) float64, symmetric, summing to 1, and p = P.sum(1): (V,).
+        Returns P: (V, V) float64, symmetric, summing to 1, and p = P.sum(1): (V,). With
+        ``independent_parts`` it is P = p p^T: the parts of two tiles are independent.
         """
         joint = self.weights.T @ (self.class_prior[:, None] * self.weights)
         joint = (joint + joint.T) / 2  # exact symmetry despite rounding
+        if self.independent_parts:
+            joint = torch.outer(joint.sum(dim=1), joint.sum(dim=1))
         return joint, joint.sum(dim=1)
+
+    @property
+    def part_marginal(self) -> torch.Tensor:
+        """p: (V,) float64, the share of tiles that show each part (the same in both modes)."""
+        return self.class_prior @ self.weights
 
     def class_log_posterior(self, parts: torch.Tensor) -> torch.Tensor:
         """log p(class | the parts seen), with tiles independent given the class.
 
-        parts: (N, T) int64 part ids of T observed tiles. Returns (N, K) float64.
+        parts: (N, T) int64 part ids of T observed tiles. Returns (N, K) float64. With
+        ``independent_parts`` the parts say nothing: the posterior is the class prior.
         """
+        if self.independent_parts:
+            return self.class_prior.log().expand(parts.shape[0], -1).clone()
         log_w = self.weights.log()  # (K, V)
         scores = self.class_prior.log() + log_w[:, parts].sum(dim=-1).T  # (N, K)
         return scores - scores.logsumexp(dim=1, keepdim=True)
@@ -108,7 +120,7 @@ class ToyWorld:
 
         Exact for one tile; for more, a Monte Carlo estimate from ``n_samples`` images.
         """
-        if n_tiles == 1:
+        if n_tiles == 1 and not self.independent_parts:
             joint = self.class_prior[:, None] * self.weights  # (K, V): p(class, part)
             return joint.max(dim=0).values.sum().item()
         generator = torch.Generator().manual_seed(seed)
@@ -118,11 +130,17 @@ class ToyWorld:
 
     def sample_parts(self, n: int, generator: torch.Generator,
                      n_tiles: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw classes and tile parts without rendering: labels (n,), parts (n, T)."""
+        """Draw classes and tile parts without rendering: labels (n,), parts (n, T).
+
+        A tile's part is drawn from its class's row of ``weights``, or, with
+        ``independent_parts``, from the marginal p whatever the class: the same parts as
+        often, with no co-occurrence left (the control of chapter 7).
+        """
         n_tiles = self.n_tiles if n_tiles is None else n_tiles
         labels = torch.multinomial(self.class_prior, n, replacement=True, generator=generator)
-        parts = torch.multinomial(self.weights[labels], n_tiles, replacement=True,
-                                  generator=generator)
+        rows = (self.part_marginal.expand(n, -1) if self.independent_parts
+                else self.weights[labels])
+        parts = torch.multinomial(rows, n_tiles, replacement=True, generator=generator)
         return labels, parts
 
     def render(self, parts: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -181,3 +181,35 @@ def test_training_beats_the_untrained_network(tmp_path_factory):
     assert figures["probe_acc"] > figures["untrained_probe_acc"] + PROBE_MARGIN, figures
     assert figures["knn_acc"] > figures["untrained_knn_acc"] + KNN_MARGIN, figures
     assert figures["untrained_probe_acc"] < figures["bayes_acc"] - 0.2, figures
+
+
+def test_independent_parts_remove_the_cooccurrence_and_keep_the_marginal():
+    """The control world: each tile's part is drawn from p whatever the class, so the pair
+    frequency of two tiles is p p^T and the class can't be read from the parts."""
+    linked = TextureWorld(seed=0)
+    control = TextureWorld(seed=0, independent_parts=True)
+    P, p = control.cooccurrence()
+    P_linked, p_linked = linked.cooccurrence()
+    assert torch.allclose(p, p_linked) and torch.allclose(P, torch.outer(p, p))
+    assert (P_linked - torch.outer(p, p)).abs().max() > 0.01  # the linked world differs
+    labels, parts = control.sample_parts(20_000, torch.Generator().manual_seed(3))
+    pairs = torch.zeros(8, 8, dtype=torch.float64)
+    pairs.index_put_((parts[:, 0], parts[:, 1]), torch.ones(len(parts), dtype=torch.float64),
+                     accumulate=True)
+    assert (pairs / len(parts) - P).abs().max() < 0.01
+    for c in range(control.n_classes):  # every class sees the same parts as often
+        share = torch.bincount(parts[labels == c].flatten(), minlength=8).double()
+        assert (share / share.sum() - p).abs().max() < 0.03
+    assert abs(control.bayes_accuracy(16) - 0.1) < 0.02
+    assert abs(control.bayes_accuracy(1) - 0.1) < 0.02
+    assert linked.bayes_accuracy(16) > 0.9
+
+
+def test_the_control_world_is_a_dataset_and_a_config():
+    from cooc_minimal.config import load_config
+    from cooc_minimal.data import get_dataset
+
+    dataset = get_dataset("textureworld_independent", train=False)
+    assert dataset.world.independent_parts and len(dataset) == 2000
+    cfg = load_config("texture", ["dataset=textureworld_independent"])
+    assert cfg.dataset == "textureworld_independent" and cfg.image_size == 32
