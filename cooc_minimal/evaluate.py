@@ -42,6 +42,7 @@ __all__ = [
     "derangement",
     "evaluate_checkpoint",
     "knn_classify",
+    "initial_model",
     "linear_probe",
     "multiscale_convergence",
     "tile_bag_accuracy",
@@ -356,7 +357,7 @@ def _check_scales(image: torch.Tensor, patch_size: int, counts: list[int], grid:
                          f"pass a smaller --patch-size (e.g. {max(1, side * 5 // 16)}).")
 
 
-def _initial_model(cfg, device: torch.device) -> nn.Module:
+def initial_model(cfg, device: torch.device | str = "cpu") -> nn.Module:
     """The run's network as training started it: its architecture, seeded with ``cfg.seed``
     as training seeds it, in eval mode (BatchNorm at its initial statistics). The control
     that tells what training changed; the global random state is left as it was."""
@@ -455,7 +456,7 @@ def evaluate_checkpoint(checkpoint, *, dataset: str | None = None, data_root: st
     where = pick_device(device)
     autocast(where, precision)  # refuses an unknown precision now, before any work
     model, cfg = load_model(checkpoint, where)  # one sentence for a missing or foreign file
-    model = _initial_model(cfg, where) if untrained else model
+    model = initial_model(cfg, where) if untrained else model
     o = _Options(patch_size=patch_size or cfg.patch_size,
                  out_size=out_size or cfg.patch_out or None, grid=grid, k=k,
                  temperature=temperature, limit=limit, seed=seed, device=where,
