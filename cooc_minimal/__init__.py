@@ -51,6 +51,8 @@ MODULES = (
     ("bags", "the one patch-embedding primitive, bag means, bags of a whole dataset", "7"),
     ("evaluate", "linear probe, kNN, multi-scale convergence, a checkpoint's evaluation", "7"),
     ("local_aggregation", "appendix C.4's pooled local features, pretrained backbones", "8"),
+    ("parts", "part-level numbers of a toy world: neighbours across paint, the fit to "
+     "Prop. 3.1, each a claim", "9"),
     ("viz", "figures only: heatmaps, patch neighbours, curves", "9"),
     ("cli", "the cooc-train and cooc-eval commands: bad input is one sentence", "6-7"),
 )
