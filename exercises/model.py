@@ -22,6 +22,7 @@ EXERCISES_DIR = Path(__file__).resolve().parent
 COURSE_ROOT = EXERCISES_DIR.parent
 SET_PATTERN = re.compile(r"^ex(\d\d)_(\w+)\.py$")
 WIDTH = 96  # printed lines stay narrower than the book's code cells
+MAX_MESSAGE = 2000  # characters of a result's message that are printed
 STATUSES = ("passed", "not done", "failed", "not allowed", "timed out", "crashed",
             "check error")
 
@@ -66,6 +67,7 @@ class CheckSet:
     checks: list[Check]
     allowed_imports: tuple[str, ...]
     allow_classes: bool
+    house_rules: bool = True  # False only in the tests of the sandbox (HOUSE_RULES = False)
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,8 @@ def load_checks(exercise_set: ExerciseSet) -> CheckSet:
     checks.sort(key=lambda c: c.run.__code__.co_firstlineno)
     return CheckSet(exercise_set, checks,
                     tuple(getattr(module, "ALLOWED_IMPORTS", rules.DEFAULT_IMPORTS)),
-                    bool(getattr(module, "ALLOW_CLASSES", False)))
+                    bool(getattr(module, "ALLOW_CLASSES", False)),
+                    getattr(module, "HOUSE_RULES", True) is not False)
 
 
 def result_line(result: Result, width: int = WIDTH) -> str:
@@ -155,6 +158,9 @@ def result_line(result: Result, width: int = WIDTH) -> str:
     score = f"{result.points:g}/{result.max_points:g}"
     if result.passed:
         return f"  PASS  {result.exercise} ({score})"
-    text = f"  FAIL  {result.exercise} ({score}): {result.message}"
+    message = result.message
+    if len(message) > MAX_MESSAGE:  # textwrap is slow on a long text: never format one
+        message = message[:MAX_MESSAGE] + " ..."
+    text = f"  FAIL  {result.exercise} ({score}): {message}"
     return textwrap.fill(text, width=width, subsequent_indent=" " * 8,
                          break_long_words=True, break_on_hyphens=False)
