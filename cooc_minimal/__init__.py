@@ -51,6 +51,9 @@ MODULES = (
     ("bags", "the one patch-embedding primitive, bag means, bags of a whole dataset", "7"),
     ("evaluate", "linear probe, kNN, multi-scale convergence, a checkpoint's evaluation", "7"),
     ("local_aggregation", "appendix C.4's pooled local features, pretrained backbones", "8"),
+    ("verdict", "a claim measured once: figure, threshold fixed in advance, verdict", "7"),
+    ("claims", "chapter 7's claims about learning, the untrained twin, all claims at once",
+     "7"),
     ("parts", "part-level numbers of a toy world: neighbours across paint, the fit to "
      "Prop. 3.1, each a claim", "9"),
     ("viz", "figures only: heatmaps, patch neighbours, curves", "9"),

@@ -1,5 +1,6 @@
 """Part-level numbers of a toy world: does a network's tile embedding know the parts, and
-does it arrange them as Proposition 3.1 says? Each claim returns a :class:`claims.Verdict`.
+does it arrange them as Proposition 3.1 says? Each claim returns a
+:class:`~cooc_minimal.verdict.Verdict`.
 
 A toy sample (``world.sample(n, seed)``) gives N images of T = grid^2 tiles and the part of
 every tile. Every tile is embedded on its own (``bags.grid_embeddings``), which gives M = N T
@@ -38,10 +39,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cooc_minimal.bags import grid_embeddings
-from cooc_minimal.claims import Verdict, at_least
 from cooc_minimal.cooccurrence import closed_form_embedding
 from cooc_minimal.runtime import evaluation_mode
 from cooc_minimal.toyworld import ToySample, ToyWorld, gram_similarity
+from cooc_minimal.verdict import Verdict, at_least
 
 __all__ = ["TileVectors", "agreement_across_nuisance", "colour_far", "linked_cooccurrence",
            "measure_parts", "pairs_follow_the_ratio", "part_means", "parts_agree_across_nuisance",

@@ -1,0 +1,128 @@
+"""Chapter 7's claims on the texture world, for trained networks and their two controls, over
+three seeds (``chapters/results/ch07_claims.json``).
+
+For each seed s it measures every claim of ``claims.TEXTURE_CLAIMS`` (``claims.texture_claims``:
+the bag-of-16 probe and kNN against Bayes, the parts' fit to Proposition 3.1's optimum, the
+convergence of bags of 16 random patches to their image) for three networks of the same
+architecture and seed s:
+
+- trained: ``configs/texture.toml`` on ``textureworld`` (the run ``texture_vicreg[_seed{s}]``);
+- untrained: the same network at its initialisation (``claims.untrained_twin``);
+- no co-occurrence: the same config trained on ``textureworld_independent``, whose parts are
+  drawn whatever the class (``texture_independent_vicreg[_seed{s}]``).
+
+All are measured on the linked world: the first 2,000 training and 2,000 test images of
+``textureworld``. Runs are trained through ``ensure_trained`` (existing ones are reused).
+
+    python chapters/results/ch07_claims.py                 # about 5 minutes on 2 cores
+    python chapters/results/ch07_claims.py --runs /tmp/tw  # train in a fresh folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from reproduce_cpu import commit
+
+from cooc_minimal.checkpoint import load_model
+from cooc_minimal.claims import TEXTURE_CLAIMS, texture_claims, untrained_twin, world_sample
+from cooc_minimal.config import load_config
+from cooc_minimal.data import get_dataset
+from cooc_minimal.runtime import scale
+from cooc_minimal.train import ensure_trained
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+FIGURE = "ch07_claims"
+SEEDS = (0, 1, 2)
+LIMIT = 2000  # images of each split
+MODELS = ("trained", "untrained", "no co-occurrence")
+
+
+def run_folder(runs: Path, independent: bool, seed: int) -> Path:
+    """``texture_vicreg`` or ``texture_independent_vicreg``, ``_seed{s}`` for seeds 1 and 2."""
+    return runs / ("texture_" + ("independent_" if independent else "") + "vicreg"
+                   + (f"_seed{seed}" if seed else ""))
+
+
+def trained_network(runs: Path, independent: bool, seed: int):
+    """The run's network, trained first if its folder has no finished checkpoint."""
+    overrides = [f"seed={seed}"] + (["dataset=textureworld_independent"] if independent else [])
+    checkpoint = ensure_trained(load_config("texture", overrides),
+                                run_folder(runs, independent, seed), progress=False)
+    return load_model(checkpoint)
+
+
+def measure(runs: Path, seed: int, train, test, world) -> list[dict]:
+    """One row per (model, claim) for this seed."""
+    trained, cfg = trained_network(runs, False, seed)
+    networks = {"trained": trained, "untrained": untrained_twin(trained, cfg),
+                "no co-occurrence": trained_network(runs, True, seed)[0]}
+    rows = []
+    for model, network in networks.items():
+        for claim, verdict in texture_claims(network, train, test, world).items():
+            rows.append({"model": model, "seed": seed, "claim": claim,
+                         "figure": verdict.figure, "threshold": verdict.threshold,
+                         "holds": verdict.holds})
+        print(f"  seed {seed}, {model}: " + ", ".join(
+            f"{r['claim']} {r['figure']:.3f}" for r in rows if r["model"] == model), flush=True)
+    return rows
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation (n - 1) over the seeds, per model and claim."""
+    table = []
+    for claim in TEXTURE_CLAIMS:
+        for model in MODELS:
+            values = [r["figure"] for r in rows if r["model"] == model and r["claim"] == claim]
+            threshold = next(r["threshold"] for r in rows if r["claim"] == claim)
+            table.append({"claim": claim, "model": model, "seeds": len(values),
+                          "mean": statistics.fmean(values),
+                          "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                          "threshold": threshold,
+                          "cooccurrence_claim": TEXTURE_CLAIMS[claim]})
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, help="folder of the runs (default: $COOC_RUNS, "
+                                                  "else runs/)")
+    args = parser.parse_args(argv)
+    runs = (args.runs or Path(os.environ.get("COOC_RUNS") or ROOT / "runs")).resolve()
+    command = " ".join(["python chapters/results/ch07_claims.py",
+                        *(sys.argv[1:] if argv is None else argv)]).strip()
+    started = time.perf_counter()
+    train_set = get_dataset("textureworld", train=True)
+    train, test = world_sample(train_set, LIMIT), world_sample(
+        get_dataset("textureworld", train=False), LIMIT)
+    rows = []
+    for seed in SEEDS:
+        rows += measure(runs, seed, train, test, train_set.world)
+    record = {"figure": FIGURE, "seed": list(SEEDS), "scale": scale(),
+              "world": "TextureWorld(seed=0) (get_dataset('textureworld')); controls: the "
+                       "untrained twin and a run on 'textureworld_independent'",
+              "config": "cooc_minimal/configs/texture.toml, seed (and dataset) overridden",
+              "protocol": f"claims.texture_claims on the first {LIMIT} images of each split "
+                          "of the linked world; std over seeds (n - 1)",
+              "summary": summary(rows), "rows": rows,
+              "elapsed_s": round(time.perf_counter() - started, 1), "command": command,
+              "commit": commit(),
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+    (HERE / f"{FIGURE}.json").write_text(json.dumps(record, indent=1) + "\n")
+    for entry in record["summary"]:
+        print(f"{entry['claim']:>14}, {entry['model']:>16}: {entry['mean']:.3f} +- "
+              f"{entry['std']:.3f} (threshold {entry['threshold']:.3f})")
+    print(f"wrote chapters/results/{FIGURE}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The course's claims about learning, each a function that returns its figure and verdict.
+
+A check is evidence that training taught something only if it *fails* for a control:
+
+- the same architecture and seed, untrained (``untrained_twin``);
+- for a claim about co-occurrence, the same network trained on a world whose parts are drawn
+  whatever the image's class (``textureworld_independent``: P = p p^T), where there is no
+  co-occurrence to learn.
+
+Each claim below measures one figure and compares it with a threshold fixed in advance; it
+returns a :class:`Verdict`. Chapters 7 to 9 print the verdicts of the trained network beside
+those of its controls, and ``tests/test_claims.py`` requires every claim to hold for the
+trained run and to fail for each control.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cooc_minimal.bags import bag_embeddings
+from cooc_minimal.evaluate import (
+    accuracy,
+    initial_model,
+    knn_classify,
+    linear_probe,
+    multiscale_convergence,
+)
+from cooc_minimal.parts import parts_fit_prop31
+from cooc_minimal.runtime import evaluation_mode
+from cooc_minimal.toyworld import ToySample, ToyWorld
+from cooc_minimal.verdict import Verdict, at_least
+
+__all__ = [
+    "TEXTURE_CLAIMS",
+    "Verdict",
+    "at_least",
+    "bag_knn_near_bayes",
+    "bag_probe_near_bayes",
+    "bags_converge_to_their_image",
+    "texture_claims",
+    "untrained_twin",
+    "world_sample",
+]
+
+
+def untrained_twin(model: nn.Module, cfg) -> nn.Module:
+    """The control: ``cfg``'s architecture at the initialisation its seed gives, untrained.
+
+    The network a run starts from (:func:`~cooc_minimal.evaluate.initial_model`), in
+    evaluation mode on ``model``'s device; the global random state is left as it was.
+    """
+    return initial_model(cfg, next(model.parameters()).device)
+
+
+# --------------------------------------------------------------- bags of tiles (chapter 7)
+
+def _tile_bags(model: nn.Module, images: torch.Tensor, tile: int, space: str) -> torch.Tensor:
+    """The mean embedding of every tile of each image: (N, D)."""
+    return bag_embeddings(model, images, tile, None, grid=True, space=space)
+
+
+def bag_probe_near_bayes(model: nn.Module, train: ToySample, test: ToySample,
+                         world: ToyWorld, *, margin: float = 0.05,
+                         space: str = "embedding") -> Verdict:
+    """A linear probe on bags of all of an image's tiles comes within ``margin`` of Bayes.
+
+    train, test: toy samples (images, labels, parts). The threshold is the world's Bayes
+    accuracy with every tile minus ``margin``.
+    """
+    with evaluation_mode(model):
+        x_train, x_test = (_tile_bags(model, s.images, world.tile, space) for s in (train, test))
+    figure = linear_probe(x_train, train.labels, x_test, test.labels).accuracy
+    bayes = world.bayes_accuracy(world.n_tiles)
+    return at_least(f"bag-of-{world.n_tiles} probe within {margin:.2f} of Bayes", figure,
+                    bayes - margin)
+
+
+def bag_knn_near_bayes(model: nn.Module, train: ToySample, test: ToySample,
+                       world: ToyWorld, *, margin: float = 0.15,
+                       space: str = "embedding") -> Verdict:
+    """A kNN (k = 20, T = 0.07) on bags of all tiles comes within ``margin`` of Bayes."""
+    with evaluation_mode(model):
+        x_train, x_test = (_tile_bags(model, s.images, world.tile, space) for s in (train, test))
+    figure = accuracy(knn_classify(x_train, train.labels, x_test), test.labels)
+    bayes = world.bayes_accuracy(world.n_tiles)
+    return at_least(f"bag-of-{world.n_tiles} kNN within {margin:.2f} of Bayes", figure,
+                    bayes - margin)
+
+
+# -------------------------------------------------------- convergence (chapter 7, section 8)
+
+def bags_converge_to_their_image(model: nn.Module, images: torch.Tensor, tile: int, *,
+                                 threshold: float = 0.75, n_patches: int = 16,
+                                 space: str = "embedding") -> Verdict:
+    """The mean of ``n_patches`` random patches is close to its own whole image's embedding.
+
+    images: (N, 3, S, S). The figure is same(n), the centred cosine between each bag of
+    ``n_patches`` random patches of side ``tile`` and its own image's embedding, averaged
+    over the images (:func:`~cooc_minimal.evaluate.multiscale_convergence`, patches drawn
+    with seed 0). Another image scores about 0 on it, for every network.
+    """
+    with evaluation_mode(model):
+        result = multiscale_convergence(model, images, tile, [n_patches], space=space,
+                                        generator=torch.Generator().manual_seed(0))
+    return at_least(f"bags of {n_patches} random patches within reach of their image "
+                    "(centred cosine)", result.same[-1], threshold)
+
+
+# --------------------------------------------------------------------- all of them at once
+
+#: The claims measured on a texture world, in the order chapter 7 shows them, and whether
+#: each is about co-occurrence (then it must also fail for a network trained on
+#: ``textureworld_independent``, where there is none).
+TEXTURE_CLAIMS = {"probe": False, "kNN": False, "co-occurrence": True, "convergence": False}
+
+
+def texture_claims(model: nn.Module, train: ToySample, test: ToySample,
+                   world: ToyWorld, *, convergence_images: int = 500) -> dict[str, Verdict]:
+    """Every claim of :data:`TEXTURE_CLAIMS` for one network, at its default threshold.
+
+    train, test: samples of the *linked* world (with co-occurrence), whatever world the
+    network was trained on; the co-occurrence claim (:func:`~cooc_minimal.parts.parts_fit_prop31`,
+    chapter 9) reads the tiles of ``train``, the
+    convergence claim the first ``convergence_images`` images of ``test``.
+    """
+    return {
+        "probe": bag_probe_near_bayes(model, train, test, world),
+        "kNN": bag_knn_near_bayes(model, train, test, world),
+        "co-occurrence": parts_fit_prop31(model, train, world),
+        "convergence": bags_converge_to_their_image(
+            model, test.images[:convergence_images], world.tile),
+    }
+
+
+def world_sample(dataset, n: int | None = None) -> ToySample:
+    """The first ``n`` images of a toy-world dataset (``data.get_dataset``) as a sample."""
+    n = len(dataset) if n is None else n
+    return ToySample(dataset.images[:n], dataset.labels[:n], dataset.parts[:n])

@@ -1,0 +1,80 @@
+"""A claim is evidence only if it fails for the controls (cooc_minimal/claims.py).
+
+The trained texture run and the run on the world without co-occurrence are the shared runs
+of chapters 7 to 9 (``runs/texture_vicreg``, ``runs/texture_independent_vicreg``, or under
+``$COOC_RUNS``): trained here once if missing (about a minute each on 2 cores), then reused
+by the notebooks. The check that needs them is one test, so one worker trains them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from cooc_minimal.checkpoint import load_model
+from cooc_minimal.claims import (
+    TEXTURE_CLAIMS,
+    Verdict,
+    at_least,
+    texture_claims,
+    untrained_twin,
+    world_sample,
+)
+from cooc_minimal.config import load_config
+from cooc_minimal.data import get_dataset
+from cooc_minimal.models import build_model
+from cooc_minimal.train import ensure_trained
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = Path(os.environ.get("COOC_RUNS") or ROOT / "runs")
+
+
+def test_a_verdict_holds_at_its_threshold_and_not_below():
+    assert at_least("x", 0.5, 0.5).holds and not at_least("x", 0.4999, 0.5).holds
+    verdict = at_least("x", torch.tensor(0.75), 0.5)
+    assert isinstance(verdict.figure, float) and verdict.row("trained") == {
+        "claim": "x", "model": "trained", "figure": 0.75, "threshold": 0.5, "holds": "yes"}
+    assert Verdict("x", 0.1, 0.2).row("untrained")["holds"] == "no"
+
+
+def test_the_untrained_twin_is_the_runs_starting_point_and_draws_nothing():
+    cfg = load_config("texture", ["seed=3"])
+    torch.manual_seed(cfg.seed)
+    expected = build_model(cfg.arch, cfg.projector, width=cfg.width)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    twin = untrained_twin(expected, cfg)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert not twin.training
+    for (name, a), (_, b) in zip(expected.state_dict().items(), twin.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_every_claim_holds_trained_and_fails_for_its_controls():
+    """Seed 0: trained on the texture world, the same network untrained, and the same
+    config trained where the parts are drawn whatever the class (no co-occurrence)."""
+    runs = {name: load_model(ensure_trained(load_config("texture", overrides), RUNS / folder,
+                                            progress=False))
+            for name, folder, overrides in (
+                ("trained", "texture_vicreg", []),
+                ("no co-occurrence", "texture_independent_vicreg",
+                 ["dataset=textureworld_independent"]))}
+    trained, cfg = runs["trained"]
+    train_set = get_dataset("textureworld", train=True)
+    train = world_sample(train_set, 2000)
+    test = world_sample(get_dataset("textureworld", train=False), 2000)
+    verdicts = {name: texture_claims(network, train, test, train_set.world)
+                for name, network in (("trained", trained),
+                                      ("untrained", untrained_twin(trained, cfg)),
+                                      ("no co-occurrence", runs["no co-occurrence"][0]))}
+    report = {name: {c: round(v.figure, 3) for c, v in claims.items()}
+              for name, claims in verdicts.items()}
+    for claim, about_cooccurrence in TEXTURE_CLAIMS.items():
+        assert verdicts["trained"][claim].holds, (claim, report)
+        assert not verdicts["untrained"][claim].holds, (claim, report)
+        if about_cooccurrence:
+            assert not verdicts["no co-occurrence"][claim].holds, (claim, report)
+
