@@ -25,6 +25,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,7 +36,7 @@ from cooc_minimal.coefficients import LOSS_NAMES, check_coeffs
 
 __all__ = ["Config", "ConfigError", "RUNTIME_KEYS", "config_from_dict", "config_to_dict",
            "config_to_toml", "describe_keys", "known_configs", "load_config",
-           "parse_projector_dims", "save_config", "validate_config"]
+           "parse_projector_dims", "save_config", "validate_config", "write_text_atomically"]
 
 DATASETS = ("cifar10", "cifar100", "imagenet100", "imagenet", "imagefolder", "toyworld",
             "textureworld", "textureworld_independent")
@@ -56,6 +57,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 #: logs): they may differ when a run is resumed; every other key must match the saved run.
 RUNTIME_KEYS = frozenset({"name", "data_root", "num_workers", "device", "precision", "compile",
                           "channels_last", "checkpoint_every", "log_every"})
+#: the widest projector layer allowed (the paper's widest is 8192): a typo such as
+#: projector = "10000000000" is refused here, not by a 5 TB allocation
+MAX_PROJECTOR_WIDTH = 65_536
+MAX_TINY_WIDTH = 4096  # the tiny CNN's first width (its last is 4 times as wide)
 
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:
@@ -219,6 +224,8 @@ def _check_ranges(cfg: Config) -> None:
         value = getattr(cfg, key)
         _check(value >= 0, key, value, "it must be an integer >= 0")
     _check(cfg.seed < 2**32, "seed", cfg.seed, "it must be below 2**32")
+    _check(cfg.width <= MAX_TINY_WIDTH, "width", cfg.width,
+           f"it must be at most {MAX_TINY_WIDTH} (the smoke runs use 8 to 32)")
     for key in ("lr", "probe_lr"):
         value = getattr(cfg, key)
         _check(math.isfinite(value) and value > 0, key, value, "it must be a positive number")
@@ -247,9 +254,11 @@ def _check_fit(cfg: Config) -> None:
     _check(cfg.train_images == 0 or cfg.train_images >= cfg.batch_size, "train_images",
            cfg.train_images, f"fewer images than one batch of batch_size = {cfg.batch_size}")
     try:
-        parse_projector_dims(cfg.projector)
+        widths = parse_projector_dims(cfg.projector)
     except ValueError as error:
         raise ConfigError(f"projector = {cfg.projector!r} is not allowed: {error}") from None
+    _check(max(widths, default=0) <= MAX_PROJECTOR_WIDTH, "projector", cfg.projector,
+           f"each width must be at most {MAX_PROJECTOR_WIDTH} (the paper's widest is 8192)")
 
 
 def _check_world(cfg: Config, world_size: int) -> None:
@@ -324,11 +333,27 @@ def config_to_toml(cfg: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_config(cfg: Config, path: str | Path) -> Path:
-    """Write ``cfg`` as TOML to ``path``; returns the path."""
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file beside it, fsynced and
+    renamed over ``path``: a crash leaves the old file or the new one, never half of one.
+    The temporary file is ``.NAME.tmpPID``; returns the path."""
     path = Path(path)
-    path.write_text(config_to_toml(cfg))
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path
+
+
+def save_config(cfg: Config, path: str | Path) -> Path:
+    """Write ``cfg`` as TOML to ``path``, atomically; returns the path."""
+    return write_text_atomically(path, config_to_toml(cfg))
 
 
 def known_configs() -> list[str]:
@@ -378,6 +403,10 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ..
             raise _unknown_key(head, " (in --set)")
         if head == "loss_coeffs" and sub:
             values["loss_coeffs"] = {**values.get("loss_coeffs", {}), sub: value}
+        elif head == "loss_coeffs" and not isinstance(value, dict):
+            raise ConfigError(f"loss_coeffs is a table of coefficients, not one value "
+                              f"({item!r}): set one coefficient with --set "
+                              f"loss_coeffs.NAME=VALUE, such as --set loss_coeffs.lam=30.")
         elif sub:
             raise ConfigError(f"{head} has no sub-keys, got {key!r}: write --set {head}=VALUE.")
         elif _TYPES[head] is str:
@@ -385,6 +414,24 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ..
             values[head] = value if isinstance(value, str) else raw
         else:
             values[head] = value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The key = value pairs of a config file, every key known; else one sentence naming it."""
+    try:
+        values = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {error.start} cannot be decoded): "
+                          f"save it as UTF-8, as TOML requires.") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML ({error}): fix that line.") from None
+    except OSError as error:
+        raise ConfigError(f"The config file {path} cannot be read ({error.strerror}): check "
+                          f"its permissions.") from None
+    for key in values:
+        if key not in FIELDS:
+            raise _unknown_key(key, f" in {path.name}")
+    return values
 
 
 def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -396,15 +443,12 @@ def load_config(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
     FileNotFoundError with one sentence.
     """
     path = _config_path(name_or_path)
-    try:
-        values = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path} is not valid TOML ({error}): fix that line.") from None
-    for key in values:
-        if key not in FIELDS:
-            raise _unknown_key(key, f" in {path.name}")
+    values = _read_toml(path)
     values.setdefault("name", path.stem)
     file_loss, file_coeffs = values.get("loss", Config.loss), values.pop("loss_coeffs", {})
+    if not isinstance(file_coeffs, dict):
+        raise ConfigError(f"loss_coeffs = {file_coeffs!r} in {path} is not allowed: it is a "
+                          f"table, written as a [loss_coeffs] section of name = value lines.")
     apply_overrides(values, list(overrides))
     # The file's coefficients belong to its loss: another loss starts from its own defaults.
     base = file_coeffs if values.get("loss", file_loss) == file_loss else {}

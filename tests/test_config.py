@@ -153,6 +153,9 @@ BAD = [
     (["image_size=64"], "image_size = 64 is not allowed: toyworld images are 32x32"),
     (["epochs"], "the override 'epochs' is not key=value"),
     (["precision=fp16"], "precision = 'fp16' is unknown"),
+    (["projector=10000000000"], "each width must be at most 65536"),  # not a 5 TB allocation
+    (["width=100000"], "width = 100000 is not allowed: it must be at most 4096"),
+    (["loss_coeffs=5"], "loss_coeffs is a table of coefficients, not one value"),
 ]
 
 
@@ -199,6 +202,28 @@ def test_unknown_config_names_and_files(tmp_path, capsys):
         C.load_config(tmp_path / "typo.toml")
     assert main(["--out", str(tmp_path / "r")]) == 2
     assert "--config is required" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_utf8_or_has_a_bad_table_is_named(tmp_path):
+    (tmp_path / "latin.toml").write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(C.ConfigError, match="latin.toml is not UTF-8 text .*save it as UTF-8"):
+        C.load_config(tmp_path / "latin.toml")
+    (tmp_path / "coeffs.toml").write_text("loss_coeffs = 5\n")
+    with pytest.raises(C.ConfigError, match="loss_coeffs = 5 in .*coeffs.toml is not allowed"):
+        C.load_config(tmp_path / "coeffs.toml")
+
+
+def test_save_config_replaces_the_file_atomically(tmp_path, monkeypatch):
+    path = C.save_config(C.Config(epochs=3), tmp_path / "config.toml")
+    before = path.read_text()
+
+    def killed(src, dst):
+        raise OSError("killed before the rename")
+
+    monkeypatch.setattr(C.os, "replace", killed)
+    with pytest.raises(OSError, match="killed"):
+        C.save_config(C.Config(epochs=4), path)
+    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
 def test_a_bad_value_exits_non_zero_without_traceback_in_a_real_process(tmp_path):
