@@ -5,8 +5,8 @@ means a CPU and a minute per notebook (CI, the book build, a laptop);
 ``"full"`` means a GPU and the paper's settings.
 
 The small helpers that training, evaluation and the figures share live here once:
-:func:`pick_device`, :func:`autocast`, :func:`model_device`, :func:`to_unit_float` and
-:func:`positive_int` and :func:`evaluation_mode`.
+:func:`pick_device`, :func:`autocast`, :func:`model_device`, :func:`to_unit_float`,
+:func:`positive_int`, :func:`check_memory` and :func:`evaluation_mode`.
 """
 
 from __future__ import annotations
@@ -104,6 +104,42 @@ def to_unit_float(images: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"images must be floating point in [0, 1] or uint8, got "
                          f"{images.dtype}: convert them with images.float() / 255.")
     return images
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes that ``device`` can still allocate: a GPU's free memory, or the system's
+    ``MemAvailable`` (``/proc/meminfo``) for the CPU; None where that cannot be read (a CPU
+    outside Linux), so callers skip their check rather than guess."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(need: int, device: torch.device, what: str, hint: str) -> None:
+    """Refuse, in one sentence, work that needs ``need`` bytes on ``device`` when fewer are
+    available: ``what`` says what needs them, ``hint`` what to change. An allocation that
+    large would otherwise wake the kernel's OOM killer, or fail deep inside torch."""
+    free = available_memory(device)
+    if free is not None and need > free:
+        where = "GPU" if device.type == "cuda" else "memory"
+        raise ValueError(f"{what} needs about {_size(need)}, more than the {_size(free)} of "
+                         f"{where} available: {hint}.")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 def positive_int(name: str, value: object) -> int:
