@@ -10,6 +10,7 @@ tensor, a number, a string or a container of those, so it loads with
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
@@ -23,12 +24,34 @@ import torch
 from cooc_minimal import __version__
 from cooc_minimal.config import Config, config_from_dict
 
-__all__ = ["CheckpointError", "get_rng_states", "load_checkpoint", "load_model",
-           "save_checkpoint", "set_rng_states"]
+__all__ = ["CheckpointError", "CheckpointWriteError", "check_version", "get_rng_states",
+           "load_checkpoint", "load_model", "save_checkpoint", "set_rng_states"]
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is truncated, corrupted or not one of ours."""
+
+
+class CheckpointWriteError(CheckpointError, OSError):
+    """A checkpoint could not be written (a full disk, a quota, an I/O error); the previous
+    file at that path, if any, is intact."""
+
+
+def _write_failure(error: BaseException) -> str | None:
+    """What went wrong, in a few words, if ``error`` is a failed write; else None.
+
+    torch's zip writer reports a full disk as a RuntimeError ("[enforce fail at
+    inline_container.cc:...] ... file write failed"), other writes as an OSError.
+    """
+    if isinstance(error, OSError):
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "no space left on the device"
+        return error.strerror or str(error).strip() or type(error).__name__
+    text = str(error)
+    if isinstance(error, RuntimeError) and ("inline_container" in text or "write" in text):
+        return ("the write failed, most often because the disk is full: "
+                + text.strip().splitlines()[0][:200])
+    return None
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -50,6 +73,14 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        reason = _write_failure(error)
+        if reason is None:
+            raise
+        kept = (f"the previous {path.name} there is intact" if path.exists() else
+                "no earlier checkpoint was there")
+        raise CheckpointWriteError(f"Writing the checkpoint {path} failed ({reason}); {kept}: "
+                                   f"free some space, then continue with --resume.") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -67,8 +98,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
-    A missing file raises FileNotFoundError; a truncated or corrupted one a
-    :class:`CheckpointError`, each one sentence.
+    A missing file raises FileNotFoundError; a truncated or corrupted one, or one of another
+    library version (:func:`check_version`), a :class:`CheckpointError`, each one sentence.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,7 +118,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path} is not a cooc_minimal checkpoint (no 'model' and "
                               f"'config' entries): pass a last.pt written by "
                               f"cooc_minimal.train.")
+    check_version(state, path)
     return state
+
+
+def check_version(state: dict, path: str | Path) -> None:
+    """Refuse, in one sentence, a checkpoint without a version or of another series: this
+    library reads the checkpoints of its own major.minor version (``0.1.x`` for 0.1.0)."""
+    version = state.get("version")
+    if not isinstance(version, str) or not version.strip():
+        raise CheckpointError(f"{path} has no 'version' entry, so it was not written by "
+                              f"cooc_minimal's save_checkpoint: pass a last.pt written by "
+                              f"cooc_minimal.train.")
+    series = __version__.split(".")[:2]
+    if version.split(".")[:2] != series:
+        raise CheckpointError(f"{path} was written by cooc_minimal {version}, and this is "
+                              f"{__version__}, which reads checkpoints of "
+                              f"{'.'.join(series)}.x only: read it with cooc_minimal "
+                              f"{version}, or train again.")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):

@@ -117,3 +117,47 @@ def test_a_run_saved_on_more_gpus_resumes_on_fewer(monkeypatch):
     checkpoint.set_rng_states(states)
     assert [device for device, _ in restored] == [0]
     assert torch.equal(restored[0][1], states["cuda"][0])
+
+
+@pytest.mark.parametrize("failure, words", [
+    (OSError(28, "No space left on device"), "no space left on the device"),
+    (RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed "
+                  "writing file data/0: file write failed"), "the disk is full"),
+])
+def test_a_full_disk_is_one_sentence_and_the_old_file_stays(tmp_path, monkeypatch, failure,
+                                                            words):
+    path = ck.save_checkpoint(tmp_path / "last.pt", _state(0))
+    before = path.read_bytes()
+
+    def full(obj, f):
+        f.write(b"PK half")
+        raise failure
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(ck.CheckpointWriteError) as caught:
+        ck.save_checkpoint(path, _state(1))
+    message = str(caught.value)
+    assert words in message and "the previous last.pt there is intact" in message
+    assert "\n" not in message and isinstance(caught.value, OSError | ValueError)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_other_runtime_errors_of_torch_save_are_not_hidden(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", lambda obj, f: (_ for _ in ()).throw(
+        RuntimeError("cannot pickle this")))
+    with pytest.raises(RuntimeError, match="cannot pickle this"):
+        ck.save_checkpoint(tmp_path / "last.pt", _state())
+
+
+@pytest.mark.parametrize("version, words", [
+    (None, "has no 'version' entry"), (3, "has no 'version' entry"),
+    ("0.2.0", "was written by cooc_minimal 0.2.0"), ("1.1.0", "reads checkpoints of 0.1.x")])
+def test_the_version_is_checked(tmp_path, version, words):
+    state = {**_state(), "version": version}
+    if version is None:
+        del state["version"]
+    torch.save(state, tmp_path / "last.pt")
+    with pytest.raises(ck.CheckpointError, match=words):
+        ck.load_checkpoint(tmp_path / "last.pt")
+    torch.save({**_state(), "version": "0.1.7"}, tmp_path / "patch.pt")  # same series: read
+    assert ck.load_checkpoint(tmp_path / "patch.pt")["version"] == "0.1.7"
