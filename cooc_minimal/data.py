@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
 from torchvision import transforms as T
@@ -85,6 +86,36 @@ def _cifar(name: str, root: Path, train: bool, download: bool, transform) -> Dat
                                 f"{hint}.") from error
 
 
+class BadImageError(ValueError):
+    """An image file that cannot be decoded (corrupt, truncated, not an image); the message
+    names the file. Raised inside a DataLoader worker, it reaches the caller with the
+    worker's traceback in its text: the sentence is taken back out of it."""
+
+    def __init__(self, message: str) -> None:
+        marker = f"{type(self).__name__}: "
+        if "Traceback" in message and marker in message:  # re-raised from a worker
+            message = message[message.rindex(marker) + len(marker):].strip()
+        super().__init__(message)
+
+
+def read_image(path: str) -> Image.Image:
+    """The image file at ``path`` as RGB (ImageFolder's loader); a file that cannot be
+    decoded is a :class:`BadImageError` naming it. Such a run stops: it does not skip the
+    image, since the data would then differ from run to run and a resume would not be exact.
+    """
+    try:
+        with open(path, "rb") as f:
+            image = Image.open(f).convert("RGB")
+    except Image.UnidentifiedImageError:
+        reason = "not a format Pillow knows, or a broken header"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+    else:
+        return image
+    raise BadImageError(f"The image {path} cannot be read ({reason}): replace it with a "
+                        f"readable copy or delete it, then run again.")
+
+
 class ImageNet100(datasets.ImageFolder):
     """ImageFolder restricted to the 100 classes of ImageNet-100, labelled in sorted order.
 
@@ -121,7 +152,7 @@ def _imagenet100(root: Path, train: bool, download: bool, transform) -> Dataset:
                                 f"exist; {_imagenet_hint(root)}.")
     if transform is None:  # a common size, so that images batch
         transform = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])
-    return ImageNet100(str(split_dir), transform=transform)
+    return ImageNet100(str(split_dir), transform=transform, loader=read_image)
 
 
 def _default_transform():
@@ -141,7 +172,8 @@ def _image_folder(name: str, root: Path, train: bool, download: bool, transform)
         raise FileNotFoundError(f"{name} was not found: the folder {split_dir} does not exist; "
                                 f"{hint}.")
     try:
-        return datasets.ImageFolder(str(split_dir), transform=transform or _default_transform())
+        return datasets.ImageFolder(str(split_dir), transform=transform or _default_transform(),
+                                    loader=read_image)
     except FileNotFoundError as error:  # no class folder, or a class folder without images
         raise FileNotFoundError(f"{name} in {split_dir} has no usable images "
                                 f"({str(error).rstrip('.')}); {hint}.") from None
@@ -320,6 +352,11 @@ class LoaderData:
         train = get_dataset(cfg.dataset, cfg.data_root or None, train=True, transform=transform)
         held_out = (get_dataset(cfg.dataset, cfg.data_root or None, train=False,
                                 transform=transform) if cfg.probe else None)
+        if cfg.probe and len(train.classes) < 2:
+            raise ValueError(f"{cfg.dataset} in {cfg.data_root or default_root()} has one "
+                             f"class ({train.classes[0]}), so the online probe would score "
+                             f"1.0 whatever the network learns: add a folder per class, or "
+                             f"set probe = false.")
         return cls(train, device, validation=held_out, num_workers=cfg.num_workers,
                    size=cfg.train_images or None)
 

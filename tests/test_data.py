@@ -248,6 +248,48 @@ def test_imagefolder_missing_or_empty_folders_are_one_sentence(tmp_path):
         data.get_dataset("imagefolder", tmp_path, download=True)
 
 
+def _spoil(root, kind: str):
+    """A corrupt JPEG (a broken header) or a truncated PNG in the dog class."""
+    if kind == "jpeg":
+        path = root / "train" / "dog" / "bad.jpg"
+        Image.new("RGB", (20, 20), (1, 2, 3)).save(path)
+        data_bytes = path.read_bytes()
+        path.write_bytes(data_bytes[:4] + b"\x00" * 40 + data_bytes[44:])
+    else:
+        path = root / "train" / "dog" / "1.png"
+        Image.effect_noise((40, 40), 60).convert("RGB").save(path)
+        path.write_bytes(path.read_bytes()[:300])
+    return path
+
+
+@pytest.mark.parametrize("kind, reason", [("jpeg", "cannot be read ("),
+                                          ("png", "cannot be read (image file is truncated")])
+def test_an_image_that_cannot_be_decoded_is_named(tmp_path, kind, reason):
+    _image_tree(tmp_path)
+    bad = _spoil(tmp_path, kind)
+    dataset = data.get_dataset("imagefolder", tmp_path)
+    index = [path for path, _ in dataset.samples].index(str(bad))
+    assert dataset[0][0].shape == (3, 224, 224)  # the others read as before
+    with pytest.raises(data.BadImageError) as caught:
+        dataset[index]
+    message = str(caught.value)
+    assert message.startswith(f"The image {bad} {reason}") and "\n" not in message
+    loader = torch.utils.data.DataLoader(dataset, batch_size=len(dataset), num_workers=1)
+    with pytest.raises(data.BadImageError) as caught:  # from a worker: the sentence only
+        next(iter(loader))
+    assert str(caught.value) == message
+
+
+def test_training_with_a_probe_refuses_a_one_class_folder(tmp_path):
+    from cooc_minimal.config import Config
+
+    _image_tree(tmp_path, classes=("cat",))
+    cfg = Config(dataset="imagefolder", data_root=str(tmp_path), image_size=16)
+    with pytest.raises(ValueError, match=r"has one class \(cat\), so the online probe"):
+        data.make_data(cfg, torch.device("cpu"))
+    assert data.make_data(Config(**{**cfg.__dict__, "probe": False}), torch.device("cpu")).size
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"name": "toyworld", "train": "yes"}, r"train must be True or False, got 'yes' \(str\)"),
     ({"name": "toyworld", "download": 1}, "download must be True or False, got 1"),
