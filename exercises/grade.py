@@ -1,27 +1,36 @@
-"""Grade a class: every submission checked in its own process, a CSV and Gradescope JSON.
+"""Grade a class: every submission checked in its own sandbox, a CSV and Gradescope JSON.
 
     make grade SUBMISSIONS=path/to/submissions [OUT=grades] [TIME_LIMIT=30]
     python -m exercises.grade path/to/submissions --out grades [--time-limit 30] [--jobs 2]
     python -m exercises.grade --gradescope SUBMISSION_DIR RESULTS_JSON   # inside Gradescope
+    ... --unsafe-local    # without bubblewrap: only for code you trust
 
-SUBMISSIONS holds one entry per student: a folder, or a ``.zip``, named after the student,
-with the student's ``exNN_topic.py`` files (in ``exercises/`` or anywhere inside). Only
-regular files with those names are taken (no links, at most 1 MB each) and copied to a
-private folder; nothing else in a submission is read or run, so a submission's own
-``checks/`` or ``checker.py`` is ignored: the checks are always this course's.
+SUBMISSIONS holds one entry per student: a folder, or a ``.zip``, named after the student
+(any Unicode name; two names are never merged), with the student's ``exNN_topic.py`` files
+(in ``exercises/`` or anywhere inside). Only regular files with those names are taken (no
+links, at most 1 MB each: a larger one, or a zip that cannot be read, gets its own
+sentence) and copied to a private folder; nothing else in a submission is read or run, so a
+submission's own ``checks/`` or ``checker.py`` is ignored: the checks are always this
+course's.
 
-Each student is checked by :func:`exercises.runner.run_isolated`: one child process per
-student (restarted after a hang or a crash, for the exercises still to run), each exercise
-with a time limit. A crash, ``exit()``, ``os._exit``, a hang or an import error fails the
-exercise with its reason; it never passes.
+Each student is checked by :func:`exercises.runner.run_isolated`: the checks run in this
+process, the student's answers in a child process inside bubblewrap
+(:mod:`exercises.sandbox`), which sees neither the checks, the solutions, the other
+submissions nor OUT. The child only returns the answers' outputs as data; every score is
+computed here and capped at the check's points. Without bubblewrap the grader refuses to
+run unless given ``--unsafe-local``. A crash, ``exit()``, ``os._exit``, a hang or an import
+error fails the exercise with its reason; it never passes.
 
-Writes, in OUT:
+OUT is checked before anything is graded (not inside SUBMISSIONS, writable). It receives:
 
 - ``grades.csv``: one row per student, one column per exercise (``ex03_losses.tcr_loss``)
   with the points earned, then ``total`` and ``max``;
 - ``STUDENT/results.json``: Gradescope's autograder format (``score``, ``tests`` with
   ``name``, ``score``, ``max_score``, ``status``, ``output``, ``visibility``);
 - ``STUDENT/report.txt``: the same lines ``make check-exercises`` prints.
+
+``STUDENT`` is the student's name, with ``%`` and control characters written ``%XX`` and a
+``_`` in front of a name that starts with ``_`` or ``.`` or is ``grades.csv``.
 """
 
 from __future__ import annotations
@@ -30,7 +39,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import shutil
 import stat
 import sys
@@ -40,16 +48,28 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from exercises import model
+from exercises import model, sandbox
 from exercises.runner import CheckLoadError, run_isolated
 
 MAX_FILE_BYTES = 1_000_000
-STUDENT_NAME = re.compile(r"[^A-Za-z0-9._@+-]+")
+RESERVED = ("grades.csv",)  # what OUT holds beside the students' folders
 
 
 def student_name(entry: Path) -> str:
-    raw = entry.stem if entry.suffix.lower() == ".zip" else entry.name
-    return STUDENT_NAME.sub("_", raw).strip("._") or "student"
+    """The student's name as the submission spells it (Unicode kept): a folder's name, or a
+    zip's without ``.zip``."""
+    return entry.name[:-4] if entry.suffix.lower() == ".zip" else entry.name
+
+
+def folder_name(name: str) -> str:
+    """The folder in OUT for the student called ``name``: the name itself, with ``%`` and
+    control characters written ``%XX``, and ``_`` put before a name that starts with ``_`` or
+    ``.`` or is one of OUT's own files. Two different names never get one folder."""
+    escaped = "".join(f"%{ord(c):02X}" if c == "%" or ord(c) < 32 or ord(c) == 127 else c
+                      for c in name)
+    if escaped.startswith(("_", ".")) or escaped.lower() in RESERVED:
+        escaped = "_" + escaped
+    return escaped
 
 
 def submissions(folder: Path) -> list[Path]:
@@ -61,66 +81,115 @@ def submissions(folder: Path) -> list[Path]:
                      and (p.is_dir() or p.suffix.lower() == ".zip") and not p.is_symlink())
     if not entries:
         raise FileNotFoundError(f"{folder} holds no student folder or .zip to grade.")
-    names = [student_name(p) for p in entries]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ValueError(f"two submissions would both be graded as {twice[0]}: rename one.")
+    seen: dict[str, Path] = {}
+    for entry in entries:
+        name = student_name(entry)
+        if name in seen:
+            raise ValueError(f"{seen[name].name} and {entry.name} would both be graded as "
+                             f"{name}: rename one.")
+        seen[name] = entry
     return entries
 
 
-def collect_answers(entry: Path, into: Path, stems: list[str]) -> dict[str, Path]:
-    """Copy the student's answer files (by name, regular files only) into ``into``."""
+def check_output_folder(out: Path, folder: Path) -> None:
+    """Refuse, before anything is graded, an OUT that cannot hold the grades or that lies
+    inside SUBMISSIONS (or holds it)."""
+    out_real, subs_real = out.resolve(), folder.resolve()
+    if out_real == subs_real or subs_real in out_real.parents:
+        raise ValueError(f"OUT={out} is inside SUBMISSIONS={folder}: write the grades "
+                         "somewhere else, so that they are never graded as a student.")
+    if out_real in subs_real.parents:
+        raise ValueError(f"SUBMISSIONS={folder} is inside OUT={out}: give OUT a folder of "
+                         "its own.")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"OUT={out} is a file, not a folder: give a folder for the grades.")
+    table = out / "grades.csv"
+    if table.is_symlink() or (table.exists() and not table.is_file()):
+        raise ValueError(f"{table} exists and is not a plain file: remove it first.")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"OUT={out} is not writable: give a folder you can write to.")
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size:,} bytes"
+
+
+def collect_answers(entry: Path, into: Path, stems: list[str]
+                    ) -> tuple[dict[str, Path], dict[str, str]]:
+    """Copy the student's answer files (by name, regular files only) into ``into``.
+
+    Returns (``{stem: copied file}``, ``{stem: why it cannot be checked}``): a file over
+    MAX_FILE_BYTES, or every set when the zip cannot be read, gets its own sentence.
+    """
     wanted = {f"{stem}.py": stem for stem in stems}
     found: dict[str, tuple[int, bytes]] = {}  # stem -> (depth, content); shallowest wins
+    too_big: dict[str, tuple[int, int]] = {}  # stem -> (depth, size)
 
-    def offer(parts: tuple[str, ...], read) -> None:
+    def depth_of(parts: tuple[str, ...]) -> int:
+        return len(parts) - (2 if len(parts) > 1 and parts[-2] == "exercises" else 1)
+
+    def offer(parts: tuple[str, ...], size: int, read) -> None:
         stem = wanted.get(parts[-1]) if parts else None
         if stem is None or "solutions" in parts or "checks" in parts:
             return
-        depth = len(parts) - (2 if len(parts) > 1 and parts[-2] == "exercises" else 1)
+        depth = depth_of(parts)
+        if size > MAX_FILE_BYTES:
+            if stem not in too_big or depth < too_big[stem][0]:
+                too_big[stem] = (depth, size)
+            return
         if stem not in found or depth < found[stem][0]:
             content = read()
-            if content is not None:
+            if content is not None and len(content) <= MAX_FILE_BYTES:
                 found[stem] = (depth, content)
 
+    problems: dict[str, str] = {}
     if entry.is_dir():
         for top, _, files in os.walk(entry):  # never follows links to folders
             for name in sorted(files):
                 path = Path(top) / name
                 info = path.lstat()
-                if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES:
-                    offer(path.relative_to(entry).parts, path.read_bytes)
+                if stat.S_ISREG(info.st_mode):
+                    offer(path.relative_to(entry).parts, info.st_size, path.read_bytes)
     else:
         try:
-            archive = zipfile.ZipFile(entry)
-        except zipfile.BadZipFile:
-            return {}
-        with archive:
-            for info in archive.infolist():
-                if info.is_dir() or info.file_size > MAX_FILE_BYTES:
-                    continue
-                if stat.S_ISLNK(info.external_attr >> 16):
-                    continue
-                parts = tuple(p for p in info.filename.replace("\\", "/").split("/") if p)
-                offer(parts, lambda info=info, archive=archive: archive.read(info))
+            with zipfile.ZipFile(entry) as archive:
+                for info in archive.infolist():
+                    if info.is_dir() or stat.S_ISLNK(info.external_attr >> 16):
+                        continue
+                    parts = tuple(p for p in info.filename.replace("\\", "/").split("/") if p)
+
+                    def read(info=info, archive=archive):
+                        with archive.open(info) as handle:  # the header's size may lie
+                            return handle.read(MAX_FILE_BYTES + 1)
+
+                    offer(parts, info.file_size, read)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+                NotImplementedError, RuntimeError) as error:
+            sentence = (f"{entry.name} is not a readable zip file ({type(error).__name__}: "
+                        f"{str(error)[:200]}): ask the student to upload it again")
+            return {}, dict.fromkeys(stems, sentence)
+    for stem, (_, size) in too_big.items():
+        if stem not in found:
+            problems[stem] = (f"{stem}.py is {_size(size)}, over the {_size(MAX_FILE_BYTES)} "
+                              "an answer file may have: it was not run")
     into.mkdir(parents=True, exist_ok=True)
     paths = {}
     for stem, (_, content) in found.items():
         paths[stem] = into / f"{stem}.py"
         paths[stem].write_bytes(content)
-    return paths
+    return paths, problems
 
 
-def grade_submission(entry: Path, sets: list[model.ExerciseSet],
-                     time_limit: float) -> dict[str, list[model.Result]]:
+def grade_submission(entry: Path, sets: list[model.ExerciseSet], time_limit: float,
+                     box: sandbox.Sandbox) -> dict[str, list[model.Result]]:
     """``{set stem: [Result, ...]}`` for one student's folder or zip."""
     stems = [s.stem for s in sets]
     with tempfile.TemporaryDirectory(prefix="cooc-grade-") as scratch:
-        answers = collect_answers(entry, Path(scratch) / "answers", stems)
-        missing = Path(scratch) / "missing"
-        missing.mkdir()
-        jobs = {stem: answers.get(stem, missing / f"{stem}.py") for stem in stems}
-        return run_isolated(jobs, time_limit=time_limit, checks_dir=sets[0].checks_dir)
+        answers, problems = collect_answers(entry, Path(scratch) / "answers", stems)
+        jobs = {stem: answers.get(stem) for stem in stems}
+        return run_isolated(jobs, time_limit=time_limit, checks_dir=sets[0].checks_dir,
+                            box=box, problems=problems)
 
 
 def gradescope_json(results: dict[str, list[model.Result]], elapsed: float) -> dict:
@@ -133,7 +202,7 @@ def gradescope_json(results: dict[str, list[model.Result]], elapsed: float) -> d
                 "score": r.points,
                 "max_score": r.max_points,
                 "status": "passed" if r.passed else "failed",
-                "output": "passed" if r.passed else f"{r.status}: {r.message}",
+                "output": "passed" if r.passed else f"{r.status}: {r.message[:2000]}",
                 "visibility": "visible",
             })
     total = sum(t["score"] for t in tests)
@@ -154,43 +223,78 @@ def report_text(results: dict[str, list[model.Result]]) -> str:
 
 def grade_class(folder: Path, out: Path, time_limit: float = 30.0, jobs: int = 1,
                 chapter: int | list[int] | None = None,
-                checks_dir: Path | None = None) -> list[dict]:
+                checks_dir: Path | None = None, unsafe_local: bool = False) -> list[dict]:
     """Grade every submission in ``folder``; write ``out``; return the CSV rows.
 
-    ``checks_dir``: another folder of check files than exercises/checks/ (for tests).
+    ``checks_dir``: another folder of check files than exercises/checks/ (for tests);
+    ``unsafe_local``: run the answers without bubblewrap (see book/instructors.md).
     """
+    box = sandbox.choose("none" if unsafe_local else "require")
     sets = model.exercise_sets(chapter, checks_dir)
     entries = submissions(folder)
-    columns = [f"{s.stem}.{c.name}" for s in sets for c in model.load_checks(s).checks]
-    most = sum(c.points for s in sets for c in model.load_checks(s).checks)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, folder)
+    check_sets = {s.stem: model.load_checks(s) for s in sets}
+    columns = [f"{stem}.{c.name}" for stem, cs in check_sets.items() for c in cs.checks]
+    most = sum(c.points for cs in check_sets.values() for c in cs.checks)
 
     def one(entry: Path) -> dict:
         start = time.monotonic()
-        results = grade_submission(entry, sets, time_limit)
+        results = _trusted(grade_submission(entry, sets, time_limit, box), check_sets)
         name = student_name(entry)
-        folder = out / name
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir()
+        where = out / folder_name(name)
+        if where.is_symlink() or where.is_file():
+            where.unlink()
+        elif where.exists():
+            shutil.rmtree(where)
+        where.mkdir()
         payload = gradescope_json(results, time.monotonic() - start)
-        (folder / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-        (folder / "report.txt").write_text(report_text(results))
+        (where / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+        (where / "report.txt").write_text(report_text(results), errors="surrogateescape")
         row = {"student": name}
         row.update({f"{stem}.{r.exercise}": r.points for stem, rs in results.items() for r in rs})
         row.update(total=payload["score"], max=most)
-        print(f"{name}: {payload['score']:g}/{most:g}", flush=True)
+        print(f"{_shown(name)}: {payload['score']:g}/{most:g}", flush=True)
         return row
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         rows = list(pool.map(one, entries))
-    with open(out / "grades.csv", "w", newline="") as handle:
+    table = out / "grades.csv"
+    with open(table, "w", newline="", errors="surrogateescape") as handle:
         writer = csv.DictWriter(handle, fieldnames=["student", *columns, "total", "max"])
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"{v:g}" if isinstance(v, float) else v)
                              for k, v in row.items()})
     return rows
+
+
+def _shown(name: str) -> str:
+    """A name as printed on one line (control characters escaped)."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in name)
+
+
+def _trusted(results: dict[str, list[model.Result]],
+             check_sets: dict[str, model.CheckSet]) -> dict[str, list[model.Result]]:
+    """The results again, row for row from the checks' own list: a name not in it is
+    dropped, a missing one fails, points are 0 or the check's declared maximum."""
+    clean = {}
+    for stem, check_set in check_sets.items():
+        given = {r.exercise: r for r in results.get(stem, [])}
+        rows = []
+        for check in check_set.checks:
+            r = given.get(check.name)
+            passed = bool(r and r.passed and r.status == "passed")
+            if passed:
+                status = "passed"
+            elif r and r.status in model.STATUSES and r.status != "passed":
+                status = r.status
+            else:
+                status = "check error"
+            message = "" if passed else (r.message if r else "the check gave no result")
+            rows.append(model.Result(check.name, passed, message[:2000], status,
+                                     check.points if passed else 0.0, check.points, stem))
+        clean[stem] = rows
+    return clean
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,13 +310,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="grade these chapters' sets only: 3, 0,3 or 0-4")
     parser.add_argument("--gradescope", nargs=2, type=Path, metavar=("SUBMISSION", "RESULTS"),
                         help="grade one submission folder and write Gradescope's results.json")
+    parser.add_argument("--unsafe-local", action="store_true",
+                        help="run the answers without the bubblewrap sandbox: only for code "
+                             "you trust, on a machine you can afford to lose")
     args = parser.parse_args(argv)
     try:
         if args.gradescope:
             submission, results_path = args.gradescope
+            box = sandbox.choose("none" if args.unsafe_local else "require")
             start = time.monotonic()
-            results = grade_submission(submission, model.exercise_sets(args.chapter),
-                                       args.time_limit)
+            sets = model.exercise_sets(args.chapter)
+            results = _trusted(grade_submission(submission, sets, args.time_limit, box),
+                               {s.stem: model.load_checks(s) for s in sets})
             results_path.parent.mkdir(parents=True, exist_ok=True)
             results_path.write_text(json.dumps(
                 gradescope_json(results, time.monotonic() - start), indent=2) + "\n")
@@ -220,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.submissions is None:
             parser.error("give the folder of submissions (or --gradescope SUBMISSION RESULTS)")
-        rows = grade_class(args.submissions, args.out, args.time_limit, args.jobs, args.chapter)
-    except (ValueError, FileNotFoundError, CheckLoadError) as error:
+        rows = grade_class(args.submissions, args.out, args.time_limit, args.jobs, args.chapter,
+                           unsafe_local=args.unsafe_local)
+    except (ValueError, FileNotFoundError, CheckLoadError, sandbox.SandboxError) as error:
         print(error, file=sys.stderr)
         return 2
     print(f"Graded {len(rows)} submissions: {args.out / 'grades.csv'}")

@@ -3,13 +3,21 @@
 Two layers, both checked on the file's text (``ast``), never by running it:
 
 - **The house rules**, for every answer file of every set (:func:`file_problems`): the top
-  level holds only imports, function definitions and constants; imports come from the set's
-  ``ALLOWED_IMPORTS``; no ``exec``/``eval``/``open``/``getattr``/``exit`` and friends, no
-  dunder or private attributes (``x.__class__``, ``torch._C``), no names that reach the
-  interpreter or the disk (``os``, ``sys``, ``torch.save`` ...), no ``class`` (unless the set
-  sets ``ALLOW_CLASSES = True``), no ``global``, no assignment to a module's attributes
-  (``torch.allclose = ...``). A file that breaks one is not imported at all, so it cannot
-  patch the checker, end the process, or read another student's files.
+  level holds only imports, function definitions and constants (no call runs on import: not
+  in a constant, a default value, a decorator or an annotation; the only ``if`` is
+  ``if __name__ == "__main__":``); imports come from the set's ``ALLOWED_IMPORTS``; no
+  ``exec``/``eval``/``open``/``getattr``/``exit`` and friends, no string annotations or
+  ``get_type_hints`` (which runs them), no ``functools.update_wrapper``/``wraps``, no
+  ``sympify`` (which evaluates text), no dunder or private attributes (``x.__class__``,
+  ``torch._C``), no names that reach the interpreter or the disk (``os``, ``sys``,
+  ``torch.save``, ``torch.from_file``, ``torch.utils`` ...), no ``class`` or ``type(name,
+  bases, dict)`` (unless the set sets ``ALLOW_CLASSES = True``), no ``global``, no assignment
+  to a module's attributes (``torch.allclose = ...``).
+
+  These rules are a first line with friendly messages, not the defence: a file that breaks
+  one is not run, but a determined student can write code they do not see. The defence is
+  that the grader runs answers in a sandbox and computes every score itself from their
+  outputs (:mod:`exercises.runner`, :mod:`exercises.sandbox`).
 - **What an exercise must not use**, declared per check with ``@exercise(forbid=[...])``
   (:class:`Rule`): e.g. :data:`NO_LOOPS`, :data:`NO_NUMPY`, :data:`NO_LIBRARY`,
   :func:`forbid_names`, :data:`ARITHMETIC_ONLY`. A rule sees the exercise's function *and
@@ -29,6 +37,7 @@ DEFAULT_IMPORTS = ("__future__", "math", "torch", "typing", "functools", "iterto
 BANNED_CALLS = frozenset({
     "__import__", "eval", "exec", "compile", "open", "globals", "locals", "vars", "getattr",
     "setattr", "delattr", "breakpoint", "input", "exit", "quit", "help", "memoryview",
+    "get_type_hints", "update_wrapper", "wraps", "sympify", "parse_expr", "lambdify",
 })
 # Attribute or variable names that lead to the interpreter, the process or the disk.
 BANNED_ATTRIBUTES = frozenset({
@@ -37,6 +46,9 @@ BANNED_ATTRIBUTES = frozenset({
     "hub", "cpp_extension", "environ", "system", "popen", "spawn", "fork", "kill",
     "save", "load", "savetxt", "savez", "tofile", "fromfile", "loadtxt", "memmap",
     "exercises", "checker", "checks", "solutions",
+    "from_file", "collect_env", "get_type_hints", "update_wrapper", "wraps", "library",
+    "load_library", "sympify", "parse_expr", "lambdify", "utils", "fx", "jit", "compile",
+    "package", "distributed", "benchmark",
 })
 LOOP_NODES = (ast.For, ast.AsyncFor, ast.While, ast.ListComp, ast.SetComp, ast.DictComp,
               ast.GeneratorExp)
@@ -65,9 +77,98 @@ def _allowed(module: str, allowed: Iterable[str]) -> bool:
 
 
 def _is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` exactly (no else): its body never runs on import."""
     test = getattr(node, "test", None)
-    return (isinstance(node, ast.If) and isinstance(test, ast.Compare)
-            and isinstance(test.left, ast.Name) and test.left.id == "__name__")
+    return (isinstance(node, ast.If) and not node.orelse and isinstance(test, ast.Compare)
+            and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+            and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+            and isinstance(test.comparators[0], ast.Constant)
+            and test.comparators[0].value == "__main__")
+
+
+def _constant(node: ast.AST | None) -> bool:
+    """A value computed without calling anything: literals, names, ``torch.float64``, and
+    arithmetic, tuples, lists, sets and dicts of those."""
+    if node is None or isinstance(node, ast.Constant | ast.Name):
+        return True
+    if isinstance(node, ast.Attribute):
+        return _constant(node.value)
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return all(_constant(e) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(_constant(k) and _constant(v) for k, v in zip(node.keys, node.values,
+                                                                  strict=True))
+    if isinstance(node, ast.UnaryOp):
+        return _constant(node.operand)
+    if isinstance(node, ast.BinOp):
+        return _constant(node.left) and _constant(node.right)
+    return False
+
+
+def _plain_annotation(node: ast.AST | None) -> bool:
+    """A type written as itself: names, ``torch.Tensor``, ``list[int]``, ``int | None``."""
+    if node is None or isinstance(node, ast.Name):
+        return True
+    if isinstance(node, ast.Constant):
+        return node.value is None or node.value is Ellipsis
+    if isinstance(node, ast.Attribute):
+        return _plain_annotation(node.value)
+    if isinstance(node, ast.Subscript):
+        return _plain_annotation(node.value) and _plain_annotation(node.slice)
+    if isinstance(node, ast.Tuple | ast.List):
+        return all(_plain_annotation(e) for e in node.elts)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _plain_annotation(node.left) and _plain_annotation(node.right)
+    return False
+
+
+def _import_time_problems(tree: ast.Module) -> list[str]:
+    """What would run when the file is imported: top-level statements other than imports,
+    definitions and constants; calls in a constant, a default value, a decorator or an
+    annotation; string annotations (``typing.get_type_hints`` runs them as code)."""
+    problems = []
+    for node in tree.body:
+        line = node.lineno
+        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if docstring or _is_main_guard(node) or isinstance(
+                node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.ClassDef):
+            continue
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            if not _constant(node.value):
+                problems.append(f"line {line} computes a module constant with a call when the "
+                                "file is imported: give it a plain value, or compute it "
+                                "inside the function")
+            continue
+        problems.append(f"line {line} runs code when the file is imported: keep the top "
+                        "level to imports, functions and constants")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            arguments = node.args
+            for default in [*arguments.defaults, *arguments.kw_defaults]:
+                if default is not None and not _constant(default):
+                    problems.append(f"line {default.lineno} computes a default value with a "
+                                    "call when the file is imported: use None and compute it "
+                                    "inside the function")
+            if isinstance(node, ast.Lambda):
+                continue
+            for decorator in node.decorator_list:
+                call = decorator if isinstance(decorator, ast.Call) else None
+                target = call.func if call else decorator
+                if not (_constant(target) and (call is None or all(
+                        _constant(a) for a in [*call.args, *(k.value for k in call.keywords)]))):
+                    problems.append(f"line {decorator.lineno} has a decorator that computes "
+                                    "something when the file is imported")
+            every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs,
+                     arguments.vararg, arguments.kwarg]
+            notes = [a.annotation for a in every if a is not None] + [node.returns]
+            for note in notes:
+                if not _plain_annotation(note):
+                    problems.append(f"line {note.lineno} has an annotation that is not a plain "
+                                    "type (a string or a call): write the type itself")
+        elif isinstance(node, ast.AnnAssign) and not _plain_annotation(node.annotation):
+            problems.append(f"line {node.lineno} has an annotation that is not a plain type "
+                            "(a string or a call): write the type itself")
+    return problems
 
 
 def _module_aliases(tree: ast.Module) -> set[str]:
@@ -89,19 +190,14 @@ def file_problems(tree: ast.Module, allowed_imports: Iterable[str] = DEFAULT_IMP
                   allow_classes: bool = False) -> list[str]:
     """The house rules (module docstring); an empty list when the file may be imported."""
     allowed = tuple(allowed_imports) + ("__future__",)
-    problems = []
-    for node in tree.body:
-        docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-        if docstring or _is_main_guard(node) or isinstance(
-                node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.Assign
-                | ast.AnnAssign | ast.ClassDef):
-            continue
-        problems.append(f"line {node.lineno} runs code when the file is imported: keep the top "
-                        "level to imports, functions and constants")
+    problems = _import_time_problems(tree)
     for module, line in imported_modules(tree):
         if module.startswith(".") or not _allowed(module, allowed):
             problems.append(f"line {line} imports {module}, which this set does not allow "
                             f"(allowed: {', '.join(a for a in allowed if a != '__future__')})")
+        elif any(part in BANNED_ATTRIBUTES or part in BANNED_CALLS or part.startswith("_")
+                 for part in module.split(".")[1:]):
+            problems.append(f"line {line} imports {module}, which answers may not use")
     aliases = _module_aliases(tree)
     for node in ast.walk(tree):
         line = getattr(node, "lineno", "?")
@@ -116,6 +212,9 @@ def file_problems(tree: ast.Module, allowed_imports: Iterable[str] = DEFAULT_IMP
                 problems.append(f"line {line} uses .{node.attr}, which answers may not use")
         elif isinstance(node, ast.ClassDef) and not allow_classes:
             problems.append(f"line {line} defines a class; answers in this set are functions")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id == "type" and len(node.args) > 1):
+            problems.append(f"line {line} makes a class with type(); answers are functions")
         elif isinstance(node, ast.Global | ast.Nonlocal):
             problems.append(f"line {line} uses a global statement; return values instead")
         elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
