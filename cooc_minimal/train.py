@@ -46,8 +46,10 @@ from cooc_minimal.runs import (
     RunState,
     StopSignal,
     TrainingDiverged,
+    check_step_memory,
     checkpoint_state,
     diverged,
+    locked_run_folder,
     prepare_folder,
     restore_state,
     run_status,
@@ -140,12 +142,15 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False,
     Returns a summary: ``steps``, ``epochs``, ``finished``, ``stopped`` (why it ended early,
     or None), the last epoch's ``loss``, ``probe_acc`` and ``val_acc``, ``elapsed_s`` and
     the paths. A non-finite loss raises :class:`TrainingDiverged` (checkpoint untouched).
+    The folder is locked for the whole call: a second run into it is refused.
     """
     out = _checked_arguments(out_dir, resume, stop_after_epochs)
     cfg = validate_config(cfg, launched_world_size())
-    with joined_processes(cfg.device) as ctx:
+    with joined_processes(cfg.device) as ctx, \
+            locked_run_folder(out, resume=resume, main=ctx.main, device=ctx.device):
         configure_cuda(ctx.device, cfg.precision)
         cfg, saved = prepare_folder(cfg, out, resume)
+        check_step_memory(cfg, ctx.world, ctx.device)
         data = make_data(cfg, ctx.device)
         state = RunState.schedule(cfg, data.size)
         trainee = build_trainee(cfg, data.n_classes, ctx.device, world=ctx.world)
@@ -154,11 +159,10 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False,
                   generator=torch.Generator().manual_seed(cfg.seed), state=state)
         if saved is not None:
             restore_state(saved, state, trainee=trainee, optimizer=run.optimizer,
-                          generator=run.generator)
+                          generator=run.generator, path=out / CHECKPOINT)
         if state.finished:
             return run_summary(state, cfg=cfg, out=out, stopped="already finished", wall_s=0.0)
         if ctx.main:
-            out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out / CONFIG)
         started = time.perf_counter()
         stopped = train_epochs(run, stop_after_epochs=stop_after_epochs, progress=progress,
