@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cooc_minimal import bags
-from cooc_minimal.runtime import autocast, pick_device, positive_int
+from cooc_minimal.runtime import autocast, check_memory, pick_device, positive_int
 
 __all__ = [
     "Convergence",
@@ -357,6 +357,68 @@ def _check_scales(image: torch.Tensor, patch_size: int, counts: list[int], grid:
                          f"pass a smaller --patch-size (e.g. {max(1, side * 5 // 16)}).")
 
 
+def _check_options(*, patch_size, out_size, k, temperature, limit, seed, batch_size,
+                   num_workers) -> None:
+    """Refuse, in one sentence each, options that could only fail after the embedding: 0 is
+    refused, not replaced by the checkpoint's value."""
+    for name, value in (("patch_size (--patch-size)", patch_size),
+                        ("out_size (--out-size)", out_size), ("limit (--limit)", limit),
+                        ("batch_size (--batch-size)", batch_size)):
+        if value is not None:
+            positive_int(name, value)
+    positive_int("k (--k)", k)
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) \
+            or not 0 < temperature < float("inf"):
+        raise ValueError(f"temperature (--temperature) must be a positive number, got "
+                         f"{temperature!r}.")
+    for name, value in (("seed (--seed)", seed), ("num_workers (--num-workers)", num_workers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
+
+
+def _check_classes(train, dataset: str, limit: int | None) -> None:
+    """Refuse a training split whose (first ``limit``) images are all of one class: its
+    probe and kNN would score 1.0 whatever the network."""
+    labels = getattr(train, "targets", None)
+    labels = getattr(train, "labels", None) if labels is None else labels
+    if labels is None:
+        return
+    present = torch.as_tensor(labels)[:limit].unique()
+    if len(present) < 2:
+        classes = getattr(train, "classes", None)
+        name = classes[int(present[0])] if classes and len(present) else "one"
+        cut = limit is not None and limit < len(labels)
+        where = f"the first {limit} training images" if cut else "the training split"
+        raise ValueError(f"In {dataset}, {where} hold one class only ({name}), so the probe and "
+                         f"the kNN would score 1.0 whatever the network: evaluate on images "
+                         f"of at least two classes (one folder per class"
+                         f"{', or a larger --limit' if cut else ''}).")
+
+
+def _check_memory(model: nn.Module, splits: dict, counts: list[int], conv_counts: list[int],
+                  *, spaces, o: _Options) -> None:
+    """Refuse an evaluation whose tensors alone would not fit in the free memory of its
+    device: the patches of one forward pass (at least one image's n_max patches, before and
+    after resizing, and their features) and the bags kept for every image and n. A lower
+    bound (the network's activations come on top), so what it refuses cannot run."""
+    width = max(model.embedding_dim if s == "embedding" else model.projection_dim
+                for s in spaces)
+    size_in, size_out = o.patch_size, o.out_size or o.patch_size
+    n_max = max(counts + conv_counts)
+    batch = o.batch_size or bags.default_batch_size(model)
+    one_pass = max(1, batch // n_max) * n_max * 4 * (3 * size_in**2 + 3 * size_out**2 + width)
+    images = sum(min(len(d), o.limit or len(d)) for d in splits.values()) if counts else 0
+    conv = min(len(splits["test"]), o.limit or CONVERGENCE_IMAGES) if conv_counts else 0
+    side = splits["test"][0][0].shape[-1]
+    kept = 4 * width * (images * len(counts) + conv * (len(conv_counts) + 1)) \
+        + conv * 4 * 3 * side * side
+    check_memory(one_pass + kept, o.device,
+                 f"Bags of up to {n_max} patches of {size_in} px ({size_out} px into the "
+                 f"network, {width} features), for {images + conv} images",
+                 "ask for fewer patches per bag (--patches, --convergence), fewer images "
+                 "(--limit) or a smaller --batch-size")
+
+
 def initial_model(cfg, device: torch.device | str = "cpu") -> nn.Module:
     """The run's network as training started it: its architecture, seeded with ``cfg.seed``
     as training seeds it, in eval mode (BatchNorm at its initial statistics). The control
@@ -440,7 +502,9 @@ def evaluate_checkpoint(checkpoint, *, dataset: str | None = None, data_root: st
     be empty, not both. ``untrained``: evaluate the checkpoint's architecture at its
     initialisation (the run's seed) instead of its weights, the control. Bad input raises
     one sentence (FileNotFoundError or ValueError) before the images are embedded, such as
-    random patches that cover the whole image.
+    random patches that cover the whole image, a 0 for a size (refused, not replaced by the
+    checkpoint's), a training split of one class (its probe and kNN would score 1.0), or
+    bags whose tensors alone need more memory than the device has free.
     """
     from cooc_minimal.checkpoint import load_model
 
@@ -451,19 +515,22 @@ def evaluate_checkpoint(checkpoint, *, dataset: str | None = None, data_root: st
                          "convergence (--convergence).")
     for space in spaces:
         bags.check_space(space)
-    if limit is not None:
-        positive_int("limit", limit)
+    _check_options(patch_size=patch_size, out_size=out_size, k=k, temperature=temperature,
+                   limit=limit, seed=seed, batch_size=batch_size, num_workers=num_workers)
     where = pick_device(device)
     autocast(where, precision)  # refuses an unknown precision now, before any work
     model, cfg = load_model(checkpoint, where)  # one sentence for a missing or foreign file
     model = initial_model(cfg, where) if untrained else model
-    o = _Options(patch_size=patch_size or cfg.patch_size,
-                 out_size=out_size or cfg.patch_out or None, grid=grid, k=k,
-                 temperature=temperature, limit=limit, seed=seed, device=where,
+    o = _Options(patch_size=cfg.patch_size if patch_size is None else patch_size,
+                 out_size=out_size if out_size is not None else cfg.patch_out or None,
+                 grid=grid, k=k, temperature=temperature, limit=limit, seed=seed, device=where,
                  precision=precision, batch_size=batch_size, num_workers=num_workers,
                  progress=progress)
     splits = _splits(dataset or cfg.dataset, data_root or cfg.data_root or None, cfg.image_size)
+    if counts:  # the probe and the kNN need two classes; the convergence does not
+        _check_classes(splits["train"], dataset or cfg.dataset, limit)
     _check_scales(splits["test"][0][0], o.patch_size, counts + conv_counts, grid)
+    _check_memory(model, splits, counts, conv_counts, spaces=spaces, o=o)
     images = _first_images(splits["test"], limit or CONVERGENCE_IMAGES, num_workers) \
         if conv_counts else None
     rows = []
