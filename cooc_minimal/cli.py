@@ -2,8 +2,9 @@
 ``cooc-eval`` (also ``python -m cooc_minimal.evaluate``).
 
 Every command runs its work through :func:`run_command`, so that bad input (an unknown
-config key, a missing dataset, a run folder that does not fit) ends with one sentence on
-stderr and exit status 2, a diverged run with exit status 1, and never a traceback.
+config key, a missing dataset, a run folder that does not fit or is in use, an unreadable
+image, a full disk, more memory than there is) ends with one sentence on stderr and exit
+status 2, a diverged run with exit status 1, and never a traceback.
 """
 
 from __future__ import annotations
@@ -15,14 +16,23 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from cooc_minimal.bags import SPACES
-from cooc_minimal.config import Config, ConfigError, describe_keys, known_configs, load_config
+from cooc_minimal.config import (
+    Config,
+    ConfigError,
+    describe_keys,
+    known_configs,
+    load_config,
+    write_text_atomically,
+)
 from cooc_minimal.evaluate import evaluate_checkpoint
 from cooc_minimal.runs import CONFIG, RunFolderError, TrainingDiverged
 from cooc_minimal.train import train
 
-__all__ = ["BAD_INPUT", "build_eval_parser", "build_train_parser", "eval_main", "format_rows",
-           "parse_counts", "run_command", "speaks", "train_main"]
+__all__ = ["BAD_INPUT", "build_eval_parser", "build_train_parser", "check_writable_file",
+           "eval_main", "format_rows", "parse_counts", "run_command", "speaks", "train_main"]
 
 BAD_INPUT = (ValueError, FileNotFoundError, ConfigError, RunFolderError)
 
@@ -32,9 +42,23 @@ def speaks() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _os_sentence(error: OSError) -> str:
+    """An OSError the library did not word itself, as one sentence naming the file."""
+    what = error.strerror or str(error) or type(error).__name__
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{what}{where}: check that path, its permissions and the free disk space."
+
+
+def _memory_sentence(error: BaseException) -> str:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else "out of memory"
+    return (f"There is not enough memory for this run ({first[:200]}): lower batch_size, "
+            f"n_patches or the model's size (evaluation: --patches, --limit, --batch-size).")
+
+
 def run_command(prog: str, work: Callable[[], int]) -> int:
-    """``work()``'s exit status; bad input (:data:`BAD_INPUT`) is one sentence on stderr
-    and status 2, a :class:`TrainingDiverged` status 1."""
+    """``work()``'s exit status; bad input (:data:`BAD_INPUT`, and an OSError or a failed
+    allocation the library did not word) is one sentence on stderr and status 2, a
+    :class:`TrainingDiverged` status 1."""
     try:
         return work()
     except TrainingDiverged as error:
@@ -43,6 +67,15 @@ def run_command(prog: str, work: Callable[[], int]) -> int:
     except BAD_INPUT as error:
         status = 2
         message = str(error)
+    except OSError as error:
+        status, message = 2, _os_sentence(error)
+    except (MemoryError, torch.OutOfMemoryError) as error:
+        status, message = 2, _memory_sentence(error)
+    except RuntimeError as error:  # a CPU allocation that failed: "can't allocate memory"
+        if "allocate" not in str(error):
+            raise
+        status, message = 2, _memory_sentence(error)
+    message = " ".join(message.split())  # one line, whatever the message held
     if speaks():
         print(f"{prog}: {message}", file=sys.stderr)
     return status
@@ -161,6 +194,29 @@ def format_rows(rows: list[dict]) -> str:
     return "\n\n".join(tables)
 
 
+def check_writable_file(path: Path, option: str) -> None:
+    """Refuse, in one sentence, a file that cannot be written: a folder, a path below a file,
+    a folder without write permission. Missing parent folders are made; nothing else is
+    left behind."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder: pass a file path, such as "
+                         f"{path / 'results.json'}.")
+    below = next((p for p in path.parents if p.exists()), None)
+    if below is not None and not below.is_dir():
+        raise ValueError(f"{option} {path} lies below {below}, which is a file, not a folder: "
+                         f"pass a path inside a folder.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "a"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as error:
+        raise ValueError(f"{option} {path} cannot be written ({error.strerror or error}): "
+                         f"pass a path in a folder you may write to.") from None
+
+
 def build_eval_parser() -> argparse.ArgumentParser:
     """The options of ``cooc-eval``."""
     parser = argparse.ArgumentParser(
@@ -227,6 +283,8 @@ def eval_main(argv: list[str] | None = None) -> int:
         patches = [] if args.patches.strip().lower() == "none" else parse_counts(args.patches)
         convergence = parse_counts(args.convergence, "--convergence") \
             if args.convergence is not None else []
+        if args.json:  # before the evaluation, so that its results are never lost
+            check_writable_file(Path(args.json).expanduser(), "--json")
         rows = evaluate_checkpoint(
             args.checkpoint, dataset=args.dataset, data_root=args.data_root,
             patches=patches, convergence=convergence, untrained=args.untrained,
@@ -238,9 +296,8 @@ def eval_main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress)
         print(format_rows(rows))
         if args.json:
-            path = Path(args.json)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(rows, indent=1) + "\n")
+            path = Path(args.json).expanduser()
+            write_text_atomically(path, json.dumps(rows, indent=1) + "\n")
             print(f"wrote {path}")
         return 0
 
