@@ -74,7 +74,8 @@ def blame(error: BaseException, path: str) -> tuple[str, str]:
         return "failed", f"your answer led to NotImplementedError: {error}"
     if isinstance(error, SystemExit):
         return "failed", f"your code called exit(){where}: return a value instead"
-    return "failed", f"your code raised {type(error).__name__}{where}: {wire.clip(str(error))}"
+    return "failed", (f"your code raised {type(error).__name__}{where}: "
+                      f"{wire.clip(str(error), wire.MAX_TEXT - 300)}")
 
 
 class _Alarm:
@@ -170,7 +171,8 @@ def load(modules: dict, request: dict) -> None:
         if isinstance(error, TimeLimit):
             status, message = "timed out", f"{error}: is there an endless loop?"
         else:
-            status, message = "failed", f"{type(error).__name__}: {wire.clip(str(error))}"
+            status, message = "failed", (f"{type(error).__name__}: "
+                                         f"{wire.clip(str(error), wire.MAX_TEXT - 300)}")
         send(op="raise", error=wire.encode_error(error, status, message))
         return
     modules[request["key"]] = (module, path)

@@ -298,7 +298,7 @@ class Session:
             limits["RLIMIT_CPU"] = int(self.cpu_seconds)
         self._send({"limits": limits}, STARTUP_LIMIT)
         try:
-            reply = self._receive(time.monotonic() + STARTUP_LIMIT)
+            reply = self._receive(time.monotonic() + STARTUP_LIMIT, ("ready",))
         except AnswerAbort as error:
             self.close()
             raise CheckLoadError(f"the process that runs the answers could not start "
@@ -364,7 +364,7 @@ class Session:
         if writer.is_alive() or failed:
             raise self._ended()
 
-    def _receive(self, deadline: float) -> dict:
+    def _receive(self, deadline: float, expected: tuple[str, ...] = ()) -> dict:
         try:
             line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
@@ -380,8 +380,8 @@ class Session:
             reply = json.loads(line)
         except (ValueError, RecursionError):
             reply = None
-        if type(reply) is not dict:
-            self.close()
+        if type(reply) is not dict or (expected and reply.get("op") not in expected):
+            self.close()  # out of step with this process: a fresh one for what comes next
             raise AnswerAbort("failed", "the process running your answers sent something "
                                         "that is not a reply: did your code write to its "
                                         "output channel?")
@@ -398,7 +398,7 @@ class Session:
                    time_limit + GRACE)
         importing = f"importing {Path(path).name}: "
         try:
-            reply = self._receive(start + time_limit + GRACE)
+            reply = self._receive(start + time_limit + GRACE, ("imported", "raise"))
         except AnswerAbort as error:
             if error.status == "timed out":
                 raise AnswerAbort("timed out", f"{importing}did not finish within "
@@ -436,7 +436,8 @@ class Session:
         try:
             self._send(message, budget.left + GRACE)
             while True:
-                reply = self._receive(start + budget.left + GRACE)
+                reply = self._receive(start + budget.left + GRACE,
+                                      ("return", "raise", "callback"))
                 if reply.get("op") != "callback":
                     break
                 self._callback(reply, handles, start + budget.left + GRACE)

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -108,7 +109,10 @@ def graded(tmp_path_factory):
         "ex04_patches": solution("ex04_patches").replace(
             "    batch, channels, height, width = images.shape\n",
             "    return None\n    batch, channels, height, width = images.shape\n", 1)})
+    write_submission(subs / "flooding", {"ex00_warmup": stub("ex00_warmup").replace(
+        "    raise NotImplementedError", "    raise ValueError('x' * 50_000_000)", 1)})
     out = root / "grades"
+    start = time.monotonic()
     if BWRAP:
         done = make("grade", f"SUBMISSIONS={subs}", f"OUT={out}", "TIME_LIMIT=10", "JOBS=2",
                     "CHAPTER=0-4")
@@ -118,6 +122,7 @@ def graded(tmp_path_factory):
                                "0-4", "--unsafe-local"], cwd=REPO, capture_output=True,
                               text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert time.monotonic() - start < 60, "grading six students took a minute or more"
     with open(out / "grades.csv") as handle:
         rows = {row["student"]: row for row in csv.DictReader(handle)}
     return out, rows, done.stdout
@@ -125,7 +130,8 @@ def graded(tmp_path_factory):
 
 def test_make_grade_writes_the_expected_csv(graded):
     out, rows, stdout = graded
-    assert sorted(rows) == ["cheating", "crashing", "half_solved", "solved", "stubs"]
+    assert sorted(rows) == ["cheating", "crashing", "flooding", "half_solved", "solved",
+                            "stubs"]
     most = sum(p for s in POINTS.values() for p in s.values())
     for student, row in rows.items():
         expected = expected_points(student)
@@ -167,6 +173,9 @@ def test_cheats_fail_with_their_reason(graded):
                                                                         "finish within 10 s")
     assert "ZeroDivisionError" in crash["ex02_duality.trace_constant"]
     assert "should return a pair" in crash["ex04_patches.grid_patches"]
+    flood = outputs(out, "flooding")["ex00_warmup.cosine_similarity_matrix"]
+    assert flood.startswith("failed: your code raised ValueError") and len(flood) < 2500
+    assert (out / "flooding" / "results.json").stat().st_size < 20_000
 
 
 # --- the runtime defences, on a throw-away set without house rules (os, top-level calls) ----
