@@ -2,9 +2,11 @@
 
 Students run ``make check-exercises`` or ``make check-exercises CHAPTER=03``, the same as
 ``python -m exercises.checker --chapter 3``; a notebook beside this file does
-``from exercises.checker import report; report(chapter=3)``. Every answer file is run in a separate
-process with a time limit (:mod:`exercises.runner`), so an endless loop, ``exit()`` or a
-crash fails that exercise with its reason and never passes. The exit code is 0 only when
+``from exercises.checker import report; report(chapter=3)``. The checks run in this process and
+the answers in a separate one (inside bubblewrap when it is installed), with a time limit
+(:mod:`exercises.runner`), so an endless loop, ``exit()`` or a crash fails that exercise
+with its reason and never passes; the grader (:mod:`exercises.grade`) runs the same checks
+the same way. The exit code is 0 only when
 every check ran and passed (1 otherwise, 2 for a bad command line).
 
 This module is the students' front: :func:`report`, :func:`exercise_table` and the command.

@@ -2,8 +2,10 @@
 
 Every other module of ``exercises/`` builds on this one, and it imports none of them but
 :mod:`exercises.rules` (for the default imports a set allows), so the package imports in one
-direction: ``rules <- model <- runner <- checker, grade`` (``checktools`` uses ``rules``).
-Nothing here runs an answer: :mod:`exercises.runner` does.
+direction: ``rules <- model <- runner <- checker, grade`` (``checktools`` uses ``rules``;
+``runner`` also uses ``wire`` and ``sandbox``, which import nothing of the course, and
+``answer_host`` runs alone in the sandbox beside ``wire``). Nothing here runs an answer:
+:mod:`exercises.runner` does.
 """
 
 from __future__ import annotations
