@@ -14,7 +14,7 @@ from a plain ResNet state dict in torchvision's naming (``conv1.weight``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cooc_minimal.bags import bag_embeddings
+from cooc_minimal.evaluate import linear_probe
 from cooc_minimal.models import ARCHS, JointEmbedding, build_model
 from cooc_minimal.runtime import evaluation_mode, model_device, positive_int
 
 __all__ = [
     "CIFAR_MEAN", "CIFAR_STD", "pooled_side", "pad_images", "feature_map_size",
     "local_aggregation_features", "global_pool_features", "backbone_state_dict",
-    "load_backbone_weights", "load_pretrained",
+    "load_backbone_weights", "load_pretrained", "pooling_features", "probe_poolings",
 ]
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # solo-learn's CIFAR normalisation
@@ -133,6 +135,40 @@ def global_pool_features(backbone: nn.Module, images: torch.Tensor, pad_to: int 
     _check_inputs(backbone, images)
     pad_images(images[:1], pad_to)
     return _pooled(backbone, images, pad_to, batch_size, lambda m: m.mean(dim=(2, 3)))
+
+
+def pooling_features(model: nn.Module, tile: int = 8, *,
+                     literal: bool = False) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """The feature sets chapter 8 compares, each a function of images (N, 3, 32, 32).
+
+    - the bag of the grid's tiles of side ``tile``, embedded one by one (chapter 7);
+    - the global average of the map of the whole image (``global_pool_features``);
+    - four regional averages: windows of 5 at stride 3 on the map, no padding (appendix
+      C.4's geometry scaled to an 8x8 map), 4x the dimensions;
+    - with ``literal``, appendix C.4 to the letter: padded to 40, window 3, stride 2 (16x).
+    """
+    sets = {
+        "bag of the 16 tiles": lambda x: bag_embeddings(model, x, tile, None, grid=True),
+        "global average": lambda x: global_pool_features(model, x),
+        "local, window 5 stride 3 (x4)": lambda x: local_aggregation_features(
+            model, x, pool=5, stride=3, pad_to=None),
+    }
+    if literal:
+        sets["local, pad 40, window 3 stride 2 (x16)"] = lambda x: local_aggregation_features(
+            model, x)
+    return sets
+
+
+def probe_poolings(model: nn.Module, train, test, *, literal: bool = False,
+                   max_iter: int = 100) -> dict:
+    """A linear probe (``evaluate.linear_probe``) on each of :func:`pooling_features`.
+
+    train, test: anything with ``images`` (N, 3, 32, 32) and ``labels`` (N,), such as a
+    ``toyworld.ToySample``. Returns {feature set name: ProbeResult}.
+    """
+    return {name: linear_probe(features(train.images), train.labels, features(test.images),
+                               test.labels, max_iter=max_iter)
+            for name, features in pooling_features(model, literal=literal).items()}
 
 
 # ---------------------------------------------------------------- loading weights

@@ -267,3 +267,27 @@ def gram_similarity(Z: torch.Tensor, reference: torch.Tensor, p: torch.Tensor,
     G, R = weighted_gram(Z, p, centre), weighted_gram(reference, p, centre)
     norms = G.norm() * R.norm()
     return ((G * R).sum() / norms).item() if norms > 0 else 0.0
+
+
+def layout_sample(world: ToyWorld, n: int, seed: int) -> ToySample:
+    """``n`` images of the layout world built on ``world`` (chapter 8).
+
+    Classes come in pairs (2m, 2m + 1) that share the two part mixes ``weights[2m]`` and
+    ``weights[2m + 1]``, in opposite places: class 2m draws its top half of tiles from the
+    first and its bottom half from the second, class 2m + 1 the other way round. Both
+    classes of a pair have the same part histogram over the whole image; only where the
+    parts sit tells them apart. Tiles are row-major, so the first half is the top rows.
+    Needs an even ``n_classes``; the pixels are ``world.render``'s (colours or textures).
+    """
+    if world.n_classes % 2 or world.grid % 2:
+        raise ValueError(f"a layout world needs an even number of classes and of grid rows, "
+                         f"got {world.n_classes} classes and a {world.grid}x{world.grid} grid.")
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, world.n_classes, (n,), generator=g)
+    first, second = world.weights[labels - labels % 2], world.weights[labels - labels % 2 + 1]
+    even = (labels % 2 == 0)[:, None]
+    top, bottom = torch.where(even, first, second), torch.where(even, second, first)
+    half = world.n_tiles // 2
+    parts = torch.cat([torch.multinomial(top, half, True, generator=g),
+                       torch.multinomial(bottom, half, True, generator=g)], dim=1)
+    return ToySample(world.render(parts, g), labels, parts)

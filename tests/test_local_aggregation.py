@@ -176,3 +176,29 @@ def test_course_checkpoint_is_rebuilt_with_its_projector(tmp_path):
         torch.testing.assert_close(loaded(images)[1], model(images)[1])
     # the tiny CNN turns 40x40 into a 10x10 map: 4x4 windows of 3 at stride 2
     assert local_aggregation_features(loaded, images).shape == (2, 32 * 4 * 4)
+
+
+def test_layout_sample_swaps_two_part_mixes_between_the_halves():
+    from cooc_minimal.toyworld import ToyWorld, layout_sample
+
+    world = ToyWorld(seed=0)
+    sample = layout_sample(world, 4000, seed=1)
+    half = world.n_tiles // 2
+    for label, (top_row, bottom_row) in ((0, (0, 1)), (1, (1, 0)), (6, (6, 7)), (7, (7, 6))):
+        mine = sample.parts[sample.labels == label]
+        for parts, row in ((mine[:, :half], top_row), (mine[:, half:], bottom_row)):
+            share = torch.bincount(parts.flatten(), minlength=world.n_parts).double()
+            assert (share / share.sum() - world.weights[row]).abs().max() < 0.05, (label, row)
+    assert sample.images.shape == (4000, 3, 32, 32)
+    with pytest.raises(ValueError, match="even number of classes"):
+        layout_sample(ToyWorld(n_classes=3), 10, seed=0)
+
+
+def test_pooling_features_have_the_widths_they_promise():
+    from cooc_minimal.local_aggregation import pooling_features
+
+    torch.manual_seed(0)
+    model = build_model("tiny", "").eval()
+    images = torch.rand(3, 3, 32, 32)
+    widths = {name: f(images).shape for name, f in pooling_features(model, literal=True).items()}
+    assert list(widths.values()) == [(3, 128), (3, 128), (3, 512), (3, 2048)], widths

@@ -1,0 +1,115 @@
+"""Chapter 8's probes of pooled features, trained and untrained, over three seeds
+(``chapters/results/ch08_pooling.json``).
+
+For each seed s: the toy run (``configs/smoke.toml``, ``toy_vicreg[_seed{s}]``) and the
+texture run (``configs/texture.toml``, ``texture_vicreg[_seed{s}]``), each beside its
+untrained twin (``claims.untrained_twin``). Each toy network reads the toy world and the
+layout world built on it, each texture network the texture world and its layout world
+(``toyworld.layout_sample``), 2,000 training and 1,000 test images drawn with seeds 11 and 12,
+as chapter 8; ``local_aggregation.probe_poolings`` probes the bag of the 16 tiles, the global
+average and the four regional averages (window 5, stride 3), 100 L-BFGS iterations.
+
+    python chapters/results/ch08_pooling.py    # about 6 minutes on 2 cores, runs existing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from reproduce_cpu import commit
+
+from cooc_minimal.checkpoint import load_model
+from cooc_minimal.claims import untrained_twin
+from cooc_minimal.config import load_config
+from cooc_minimal.local_aggregation import probe_poolings
+from cooc_minimal.runtime import scale
+from cooc_minimal.textureworld import TextureWorld
+from cooc_minimal.toyworld import ToyWorld, layout_sample
+from cooc_minimal.train import ensure_trained
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+FIGURE = "ch08_pooling"
+SEEDS = (0, 1, 2)
+N_TRAIN, N_TEST = 2000, 1000
+KINDS = {"toy": ("smoke", "toy_vicreg", ToyWorld), "texture": ("texture", "texture_vicreg",
+                                                             TextureWorld)}
+
+
+def samples(world) -> dict:
+    """{world name: (train, test)} for a world and the layout world built on it, named as
+    chapter 8 names them."""
+    texture = isinstance(world, TextureWorld)
+    return {"texture world" if texture else "toy world":
+            (world.sample(N_TRAIN, 11), world.sample(N_TEST, 12)),
+            "texture layout world" if texture else "layout world":
+            (layout_sample(world, N_TRAIN, 11), layout_sample(world, N_TEST, 12))}
+
+
+def measure(runs: Path, seed: int, worlds: dict) -> list[dict]:
+    rows = []
+    for kind, (config, folder, _) in KINDS.items():
+        path = ensure_trained(load_config(config, [f"seed={seed}"]),
+                              runs / (folder + (f"_seed{seed}" if seed else "")), progress=False)
+        trained, cfg = load_model(path)
+        for state, network in (("trained", trained.eval()),
+                               ("untrained", untrained_twin(trained, cfg))):
+            for world_name, (train, test) in worlds[kind].items():
+                for features, probe in probe_poolings(network, train, test).items():
+                    rows.append({"world": world_name, "network": state, "features": features,
+                                 "seed": seed, "accuracy": probe.accuracy})
+            print(f"  seed {seed}, {kind}, {state}: " + ", ".join(
+                f"{r['accuracy']:.3f}" for r in rows[-6:]), flush=True)
+    return rows
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    keys = sorted({(r["world"], r["network"], r["features"]) for r in rows})
+    table = []
+    for world, network, features in keys:
+        values = [r["accuracy"] for r in rows
+                  if (r["world"], r["network"], r["features"]) == (world, network, features)]
+        table.append({"world": world, "network": network, "features": features,
+                      "seeds": len(values), "mean": statistics.fmean(values),
+                      "std": statistics.stdev(values) if len(values) > 1 else 0.0})
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, help="folder of the runs (default: $COOC_RUNS, "
+                                                  "else runs/)")
+    args = parser.parse_args(argv)
+    runs = (args.runs or Path(os.environ.get("COOC_RUNS") or ROOT / "runs")).resolve()
+    started = time.perf_counter()
+    worlds = {kind: samples(world_type(seed=0)) for kind, (_, _, world_type) in KINDS.items()}
+    rows = [row for seed in SEEDS for row in measure(runs, seed, worlds)]
+    record = {"figure": FIGURE, "seed": list(SEEDS), "scale": scale(),
+              "world": "ToyWorld(seed=0) and TextureWorld(seed=0), each with its layout "
+                       "world (toyworld.layout_sample); samples drawn with seeds 11 and 12",
+              "config": "cooc_minimal/configs/smoke.toml and texture.toml, seed overridden",
+              "protocol": f"local_aggregation.probe_poolings, {N_TRAIN} training and {N_TEST} "
+                          "test images, linear_probe max_iter=100; std over seeds (n - 1)",
+              "summary": summary(rows), "rows": rows,
+              "elapsed_s": round(time.perf_counter() - started, 1),
+              "command": " ".join(["python chapters/results/ch08_pooling.py",
+                                   *(sys.argv[1:] if argv is None else argv)]).strip(),
+              "commit": commit(),
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+    (HERE / f"{FIGURE}.json").write_text(json.dumps(record, indent=1) + "\n")
+    for entry in record["summary"]:
+        print(f"{entry['world']:>22}, {entry['network']:>9}, {entry['features']:<30} "
+              f"{entry['mean']:.3f} +- {entry['std']:.3f}")
+    print(f"wrote chapters/results/{FIGURE}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
