@@ -31,7 +31,7 @@ help:
 	@echo "make check-exercises [CHAPTER=NN]   check your answers"
 	@echo "make student-copy DEST=dir    copy the committed course without the solutions"
 	@echo "make grade SUBMISSIONS=dir [OUT=grades]   grade a class: grades.csv, Gradescope JSON"
-	@echo "make reproduce-cpu            chapters 5 and 7 from fresh toy runs: chapters/results/*.json"
+	@echo "make reproduce-cpu            chapters 5 and 7 from fresh toy runs: cooc_minimal/results/*.json"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -90,7 +90,7 @@ benchmarks: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python "$$script"; done
 
 # Chapters 5 and 7 at smoke scale from fresh toy runs, and the bag-embedding benchmark:
-# chapters/results/*.json (each figure with its seed, command, commit and time).
+# cooc_minimal/results/*.json (each figure with its seed, command, commit and time).
 reproduce-cpu: $(STAMP)
 	$(BIN)/python chapters/results/reproduce_cpu.py
 

@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 #: (module, what it holds, the chapter that teaches it), in the order data flows.
 MODULES = (
     ("runtime", "scale switch, device and precision choice, seeding, small shared checks", "0"),
+    ("paths", "where runs and recorded figures live, in a clone or after pip install", "0"),
     ("show", "the tables, source listings, math and figures of every chapter", "0"),
     ("derivations", "the sympy derivations, step by step", "1-2"),
     ("cooccurrence", "co-occurrence matrices, Proposition 3.1 and its closed-form optimum",

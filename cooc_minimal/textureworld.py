@@ -27,7 +27,7 @@ that shortcut; without augmentations the trained network learns it, and its bags
 
 The defaults (10 classes, 8 parts, 4 x 4 tiles of 8 pixels, Dirichlet(0.3), :class:`Nuisance`'s
 ranges) were chosen by measuring a tiny CNN (``configs/texture.toml``) on a 2-core CPU:
-``chapters/results/texture_world.json`` holds the figures.
+``cooc_minimal/results/texture_world.json`` holds the figures.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from cooc_minimal.claims import untrained_twin
 from cooc_minimal.config import load_config
 from cooc_minimal.cooccurrence import closed_form_embedding
 from cooc_minimal.parts import ratio_fit
+from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
 from cooc_minimal.toyworld import ToyWorld, gram_similarity, part_embeddings
 from cooc_minimal.train import ensure_trained
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                                    *(sys.argv[1:] if argv is None else argv)]).strip(),
               "commit": commit(),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
-    (HERE / f"{FIGURE}.json").write_text(json.dumps(record, indent=1) + "\n")
+    result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print(f"{entry['model']:>9}, {entry['space']:>10}: gram {entry['gram_mean']:.3f} +- "
               f"{entry['gram_std']:.3f}, pairs {entry['pairs_mean']:.3f} +- "

@@ -1,5 +1,5 @@
 """Chapter 7's claims on the texture world, for trained networks and their two controls, over
-three seeds (``chapters/results/ch07_claims.json``).
+three seeds (``cooc_minimal/results/ch07_claims.json``).
 
 For each seed s it measures every claim of ``claims.TEXTURE_CLAIMS`` (``claims.texture_claims``:
 the bag-of-16 probe and kNN against Bayes, the parts' fit to Proposition 3.1's optimum, the
@@ -35,6 +35,7 @@ from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import TEXTURE_CLAIMS, texture_claims, untrained_twin, world_sample
 from cooc_minimal.config import load_config
 from cooc_minimal.data import get_dataset
+from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
 from cooc_minimal.train import ensure_trained
 
@@ -116,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
               "elapsed_s": round(time.perf_counter() - started, 1), "command": command,
               "commit": commit(),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
-    (HERE / f"{FIGURE}.json").write_text(json.dumps(record, indent=1) + "\n")
+    result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print(f"{entry['claim']:>14}, {entry['model']:>16}: {entry['mean']:.3f} +- "
               f"{entry['std']:.3f} (threshold {entry['threshold']:.3f})")
-    print(f"wrote chapters/results/{FIGURE}.json")
+    print(f"wrote cooc_minimal/results/{FIGURE}.json")
     return 0
 
 

@@ -1,5 +1,5 @@
 """Chapter 8's probes of pooled features, trained and untrained, over three seeds
-(``chapters/results/ch08_pooling.json``).
+(``cooc_minimal/results/ch08_pooling.json``).
 
 For each seed s: the toy run (``configs/smoke.toml``, ``toy_vicreg[_seed{s}]``) and the
 texture run (``configs/texture.toml``, ``texture_vicreg[_seed{s}]``), each beside its
@@ -29,6 +29,7 @@ from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
 from cooc_minimal.config import load_config
 from cooc_minimal.local_aggregation import probe_poolings
+from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
 from cooc_minimal.textureworld import TextureWorld
 from cooc_minimal.toyworld import ToyWorld, layout_sample
@@ -103,11 +104,11 @@ def main(argv: list[str] | None = None) -> int:
                                    *(sys.argv[1:] if argv is None else argv)]).strip(),
               "commit": commit(),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
-    (HERE / f"{FIGURE}.json").write_text(json.dumps(record, indent=1) + "\n")
+    result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print(f"{entry['world']:>22}, {entry['network']:>9}, {entry['features']:<30} "
               f"{entry['mean']:.3f} +- {entry['std']:.3f}")
-    print(f"wrote chapters/results/{FIGURE}.json")
+    print(f"wrote cooc_minimal/results/{FIGURE}.json")
     return 0
 
 

@@ -1,5 +1,5 @@
 """Chapter 9's part-level claims on the texture world, over three seeds
-(``chapters/results/ch09_parts.json``).
+(``cooc_minimal/results/ch09_parts.json``).
 
 For each seed s of the network and of training (the world is always ``TextureWorld(seed=0)``)
 it trains, through ``ensure_trained`` (existing runs are reused), ``configs/texture.toml`` on
@@ -43,6 +43,7 @@ from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
 from cooc_minimal.config import load_config
 from cooc_minimal.cooccurrence import closed_form_embedding
+from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
 from cooc_minimal.textureworld import TextureWorld
 from cooc_minimal.toyworld import gram_similarity
@@ -140,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
               "elapsed_s": round(time.perf_counter() - started, 1), "command": command,
               "commit": commit(),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
-    (HERE / f"{FIGURE}.json").write_text(json.dumps(record, indent=1) + "\n")
+    result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print(f"{entry['claim']} | {entry['model']}: {entry['mean']:.3f} +- {entry['std']:.3f}"
               f" (threshold {entry['threshold']})")
-    print(f"wrote chapters/results/{FIGURE}.json")
+    print(f"wrote cooc_minimal/results/{FIGURE}.json")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Reproduce the paper's evaluation claims at small scale on a CPU (``make reproduce-cpu``).
 
 Executes chapters 5 and 7 at smoke scale with ``COOC_WRITE_RESULTS=1``: each figure those
-notebooks assert on is written to ``chapters/results/<figure>.json`` with its seed and the
+notebooks assert on is written to ``cooc_minimal/results/<figure>.json`` with its seed and the
 seconds it took. Then every file is stamped with the command, the commit, the machine and
 the notebook's total time, and ``benchmarks/bag_embeddings.py`` records its speed-up.
 
@@ -28,6 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+RESULTS = ROOT / "cooc_minimal" / "results"  # the recorded figures, package data
 NOTEBOOKS = ("05_toy_world_on_a_cpu.ipynb", "07_evaluating_bags.ipynb")
 
 
@@ -77,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         runs = args.runs.resolve() if args.runs else Path(fresh)
         env = {"COOC_SCALE": "smoke", "COOC_WRITE_RESULTS": "1", "COOC_RUNS": str(runs)}
         for name in (n for n in NOTEBOOKS if not args.chapter or n[:2] in args.chapter):
-            before = {p: p.stat().st_mtime for p in HERE.glob("ch*.json")}
+            before = {p: p.stat().st_mtime for p in RESULTS.glob("ch*.json")}
             print(f"running chapters/{name} (runs in {runs}) ...", flush=True)
             seconds = run_notebook(name, env)
-            written = [p for p in sorted(HERE.glob(f"ch{name[:2]}_*.json"))
+            written = [p for p in sorted(RESULTS.glob(f"ch{name[:2]}_*.json"))
                        if before.get(p) != p.stat().st_mtime]
             for path in written:
                 record = json.loads(path.read_text())
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_benchmark:
         print("running benchmarks/bag_embeddings.py ...", flush=True)
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bag_embeddings.py"),
-                        "--json", str(HERE / "bench_bag_embeddings.json")], cwd=ROOT,
+                        "--json", str(RESULTS / "bench_bag_embeddings.json")], cwd=ROOT,
                        check=True)
     return 0
 

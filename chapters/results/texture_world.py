@@ -1,5 +1,5 @@
 """The texture world's figures: bags of 16 tiles, untrained, trained, trained without
-augmentations, over three seeds (``chapters/results/texture_world.json``).
+augmentations, over three seeds (``cooc_minimal/results/texture_world.json``).
 
 For each seed of the network and of training (the world is always ``TextureWorld(seed=0)``)
 it trains ``configs/texture.toml`` with BYOL's augmentations and with ``augment = "none"``
@@ -34,6 +34,7 @@ from reproduce_cpu import commit
 
 from cooc_minimal.config import load_config
 from cooc_minimal.evaluate import tile_bag_accuracy
+from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
 from cooc_minimal.train import ensure_trained
 
@@ -118,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
               "elapsed_s": round(time.perf_counter() - started, 1), "command": command,
               "commit": commit(),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
-    (HERE / f"{FIGURE}.json").write_text(json.dumps(record, indent=1) + "\n")
+    result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print(f"{entry['model']}: probe {entry['probe_mean']:.3f} +- {entry['probe_std']:.3f}, "
               f"kNN {entry['kNN_mean']:.3f} +- {entry['kNN_std']:.3f}")
-    print(f"Bayes with {N_TILES} tiles: {bayes:.3f}; wrote chapters/results/{FIGURE}.json")
+    print(f"Bayes with {N_TILES} tiles: {bayes:.3f}; wrote cooc_minimal/results/{FIGURE}.json")
     return 0
 
 
