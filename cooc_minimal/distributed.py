@@ -28,6 +28,26 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+class _GatherRows(torch.autograd.Function):
+    """all_gather forward; backward: the sum over ranks of the gradients at each rank's
+    rows, this rank's slice of it (what a reduce-scatter gives, with an all-reduce, which
+    every backend has)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, z)
+        ctx.rows = z.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.rows
+        return grad[start:start + ctx.rows]
+
+
 def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
     """Concatenate ``z`` from every rank along dim 0, keeping the autograd graph.
 
@@ -35,20 +55,15 @@ def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
     rank r's rows at ``[r * N, (r + 1) * N)``; with one process, ``z`` itself.
 
     Plain ``dist.all_gather`` cuts the graph: the other ranks' rows would be constants and
-    the gradients wrong. The functional collective used here is differentiable; its backward
-    sums, over ranks, the gradients that arrive at each rank's rows (a reduce-scatter).
+    the gradients wrong. Each rank's loss uses every rank's rows, so the gradient of the
+    sum of the ranks' losses at rank r's rows is the sum, over ranks, of the gradients each
+    rank's loss sends there: the backward all-reduces the incoming gradient and keeps this
+    rank's slice. Public API only (``all_gather``, ``all_reduce``), so any torch 2 and any
+    backend (gloo on a CPU, NCCL on GPUs) runs it.
     """
     if world_size() == 1:
         return z
-    # Imported here: the module is private API, needed only on a multi-rank run.
-    from torch.distributed import _functional_collectives as collectives
-
-    gathered = collectives.all_gather_single(z.contiguous(), 0, dist.group.WORLD)
-    # The result is an AsyncCollectiveTensor that waits on first use; waiting here (an
-    # autograd-aware op) hands back a plain tensor.
-    if isinstance(gathered, collectives.AsyncCollectiveTensor):
-        gathered = collectives.wait_tensor(gathered)
-    return gathered
+    return _GatherRows.apply(z.contiguous())
 
 
 # ------------------------------------------------------- training helpers (added for train.py)
