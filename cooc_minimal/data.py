@@ -26,7 +26,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -329,6 +329,27 @@ class TensorData:
             yield images[i:i + batch_size].to(self.device), labels[i:i + batch_size].to(self.device)
 
 
+def usable_workers(requested: int) -> int:
+    """``requested`` DataLoader workers, at most one per CPU core this process may use
+    (more only compete for the cores, and torch warns)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, min(int(requested), cores or 1))
+
+
+class _NextBatches:
+    """A DataLoader's batch sampler whose batches are set before each pass: one loader,
+    with persistent workers, serves every epoch."""
+
+    def __init__(self) -> None:
+        self.batches: Iterable[list[int]] = ()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 class LoaderData:
     """A large dataset read by DataLoader workers, images as uint8 (3, S, S) tensors.
 
@@ -339,9 +360,10 @@ class LoaderData:
     def __init__(self, dataset: Dataset, device: torch.device, *, validation: Dataset | None = None,
                  num_workers: int = 0, size: int | None = None) -> None:
         self.dataset, self.held_out, self.device = dataset, validation, device
-        self.num_workers = num_workers
+        self.num_workers = usable_workers(num_workers)
         self.size = min(len(dataset), size or len(dataset))
         self.n_classes = len(dataset.classes)
+        self._loaders: dict[str, tuple[torch.utils.data.DataLoader, _NextBatches]] = {}
 
     @classmethod
     def from_config(cls, cfg: Config, device: torch.device) -> LoaderData:
@@ -360,10 +382,18 @@ class LoaderData:
         return cls(train, device, validation=held_out, num_workers=cfg.num_workers,
                    size=cfg.train_images or None)
 
-    def _load(self, dataset: Dataset, batch_sampler) -> Iterator[Batch]:
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=batch_sampler, num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=False)
+    def _load(self, split: str, batches) -> Iterator[Batch]:
+        # One DataLoader per split for the whole run: its workers persist from epoch to
+        # epoch (no restart, no re-import); each epoch only hands it new batches of indices.
+        if split not in self._loaders:
+            plan = _NextBatches()
+            dataset = self.dataset if split == "train" else self.held_out
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_sampler=plan, num_workers=self.num_workers,
+                pin_memory=self.device.type == "cuda", persistent_workers=self.num_workers > 0)
+            self._loaders[split] = (loader, plan)
+        loader, plan = self._loaders[split]
+        plan.batches = batches
         for images, labels in loader:
             yield (images.to(self.device, non_blocking=True),
                    labels.to(self.device, non_blocking=True))
@@ -372,7 +402,7 @@ class LoaderData:
                 world: int = 1) -> Iterator[Batch]:
         """This rank's slice of each global batch in ``order``, from step ``start`` on."""
         sampler = RankBatches(order, batch_size, start=start, rank=rank, world=world)
-        return self._load(self.dataset, sampler)
+        return self._load("train", sampler)
 
     def validation(self, batch_size: int) -> Iterator[Batch]:
         """The held-out images in order, ``batch_size`` at a time, on the device."""
@@ -380,8 +410,8 @@ class LoaderData:
             raise ValueError("this LoaderData has no held-out images: pass validation=dataset "
                              "to read them.")
         n = len(self.held_out)
-        return self._load(self.held_out, [list(range(i, min(i + batch_size, n)))
-                                          for i in range(0, n, batch_size)])
+        return self._load("validation", [list(range(i, min(i + batch_size, n)))
+                                         for i in range(0, n, batch_size)])
 
 
 def make_data(cfg: Config, device: torch.device) -> TensorData | LoaderData:

@@ -314,3 +314,28 @@ def test_a_command_turns_bad_input_into_one_sentence_and_a_status(tmp_path, caps
     assert train_main(["--out", str(tmp_path / "r"), "--resume"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("cooc-train: There is nothing to resume") and error.count("\n") == 1
+
+
+def test_dataloader_workers_persist_across_epochs_and_never_outnumber_the_cores(tmp_path):
+    from cooc_minimal.data import usable_workers
+
+    root = tmp_path / "images"
+    _write_image_folder(root)
+    cfg = tiny_config(dataset="imagefolder", data_root=str(root), image_size=24,
+                      train_images=0, batch_size=8, num_workers=1, epochs=1)
+    with_workers = make_data(cfg, torch.device("cpu"))
+    in_process = make_data(tiny_config(dataset="imagefolder", data_root=str(root),
+                                       image_size=24, train_images=0, batch_size=8,
+                                       num_workers=0, epochs=1), torch.device("cpu"))
+    loaders = []
+    for epoch in range(2):
+        order = epoch_order(cfg.seed, epoch, with_workers.size)
+        got = list(with_workers.batches(order, cfg.batch_size))
+        expected = list(in_process.batches(order, cfg.batch_size))
+        assert len(got) == len(expected) == 3
+        for (a, y), (b, z) in zip(got, expected, strict=True):
+            assert torch.equal(a, b) and torch.equal(y, z)
+        loaders.append(with_workers._loaders["train"][0])
+    assert loaders[0] is loaders[1] and loaders[0].persistent_workers
+    cores = len(os.sched_getaffinity(0))
+    assert usable_workers(10 * cores) == cores and usable_workers(0) == 0
