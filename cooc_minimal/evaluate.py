@@ -31,7 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from cooc_minimal import bags
-from cooc_minimal.runtime import autocast, check_memory, pick_device, positive_int
+from cooc_minimal.runtime import (
+    autocast,
+    check_memory,
+    model_device,
+    pick_device,
+    positive_int,
+)
 
 __all__ = [
     "Convergence",
@@ -439,16 +445,21 @@ def _first_images(dataset, count: int, num_workers: int) -> torch.Tensor:
     return torch.cat([x for x, _ in DataLoader(subset, batch_size=256, num_workers=num_workers)])
 
 
-def _read_out(features: dict, counts: list[int], *, k: int, temperature: float) -> dict:
-    """{n: (probe accuracy, kNN accuracy)} of the train/test bags ``features[split]``."""
+def _read_out(features: dict, counts: list[int], *, k: int, temperature: float,
+              device: torch.device) -> dict:
+    """{n: (probe accuracy, kNN accuracy)} of the train/test bags ``features[split]``, held
+    on the CPU; one count's two matrices at a time go to ``device`` for the read-out."""
     (train_bags, train_y), (test_bags, test_y) = features["train"], features["test"]
     n_classes = int(max(train_y.max().item(), test_y.max().item())) + 1
+    train_y, test_y = train_y.to(device), test_y.to(device)
     scores = {}
     for n in counts:
-        probe = linear_probe(train_bags[n], train_y, test_bags[n], test_y, n_classes)
-        knn = knn_classify(train_bags[n], train_y, test_bags[n], k=min(k, len(train_y)),
+        x_train, x_test = train_bags[n].to(device).float(), test_bags[n].to(device).float()
+        probe = linear_probe(x_train, train_y, x_test, test_y, n_classes)
+        knn = knn_classify(x_train, train_y, x_test, k=min(k, len(train_y)),
                            temperature=temperature, n_classes=n_classes)
         scores[n] = probe.accuracy, accuracy(knn, test_y)
+        del x_train, x_test  # free the device before the next count
     return scores
 
 
@@ -463,7 +474,8 @@ def _accuracy_rows(model: nn.Module, splits: dict, counts: list[int], space: str
                 batch_size=o.batch_size, generator=torch.Generator().manual_seed(o.seed + offset),
                 out_size=o.out_size, progress=o.progress, num_workers=o.num_workers,
                 limit=o.limit)
-    scores = _read_out(features, counts, k=o.k, temperature=o.temperature)
+    scores = _read_out(features, counts, k=o.k, temperature=o.temperature,
+                       device=model_device(model))
     return [{"metric": "accuracy", "space": space, "n_patches": n, "patch_size": o.patch_size,
              "probe_acc": probe, "knn_acc": knn} for n, (probe, knn) in scores.items()]
 

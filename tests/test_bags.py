@@ -124,3 +124,29 @@ def test_grid_and_image_embeddings_are_chunked_without_changing_them(model, imag
 def test_bad_arguments_raise_one_clear_sentence(model, images, call, words):
     with pytest.raises(ValueError, match=words):
         call(model, images)
+
+
+def test_a_datasets_bags_wait_on_the_cpu_whatever_the_models_device(monkeypatch):
+    """Features of a whole dataset never sit on the model's device together: embed_dataset
+    sends each chunk's bags, and the labels, to the CPU (a read-out moves one matrix at a
+    time). The model is on the CPU here, so the test watches where chunks are sent."""
+    from torch.utils.data import TensorDataset
+
+    class Labelled(TensorDataset):
+        classes = ["a", "b"]
+
+    sent_to = []
+    embed_chunks = bags._embed_chunks
+
+    def watching(*args, keep_on, **kwargs):
+        sent_to.append(keep_on)
+        return embed_chunks(*args, keep_on=keep_on, **kwargs)
+
+    monkeypatch.setattr(bags, "_embed_chunks", watching)
+    torch.manual_seed(0)
+    model = build_model("tiny", "16").eval()
+    data = Labelled(torch.rand(6, 3, 16, 16), torch.tensor([0, 1, 0, 1, 0, 1]))
+    found, labels = bags.embed_dataset(model, data, 8, [1, 4], progress=False)
+    assert sent_to == [torch.device("cpu")]
+    assert all(b.device.type == "cpu" and b.shape == (6, 128) for b in found.values())
+    assert labels.device.type == "cpu" and labels.tolist() == [0, 1, 0, 1, 0, 1]
