@@ -30,11 +30,10 @@ def paint(similarity: torch.Tensor, size: int, stride: int, height: int,
 
 
 def neighbour_agreement(vectors: torch.Tensor, keys: torch.Tensor, k: int) -> float:
-    """Worked answer to the prediction: neither. In chapter 9 both spaces give a part
-    agreement@10 above 0.95, within 0.02 of each other: the eight parts differ in colour or
-    texture, which the embedding h and the projection z both keep. The spaces differ
-    elsewhere: z arranges the parts by co-occurrence more (what the loss fits), h keeps
-    more detail within a part (a tile's brightness).
+    """Worked answer to the prediction: not far. With neighbours of any paint, the untrained
+    network already finds the query's part among most of its 10 nearest tiles (similarly
+    painted tiles of that part), and the trained one is a few points higher. Chapter 9 then
+    asks for neighbours painted unlike the query: 0.970 trained against 0.444 untrained.
     """
     unit = vectors / vectors.norm(dim=1, keepdim=True)
     similarity = unit @ unit.T
