@@ -55,8 +55,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 #: keys that do not change what a run computes (where data lives, how fast, how often it
 #: logs): they may differ when a run is resumed; every other key must match the saved run.
+#: ``batch_chunks`` is one of them, as the number of processes is: it changes which images
+#: share BatchNorm's statistics, not the loss, so a run may resume on a larger or smaller card.
 RUNTIME_KEYS = frozenset({"name", "data_root", "num_workers", "device", "precision", "compile",
-                          "channels_last", "checkpoint_every", "log_every"})
+                          "channels_last", "checkpoint_every", "log_every", "batch_chunks"})
 #: the widest projector layer allowed (the paper's widest is 8192): a typo such as
 #: projector = "10000000000" is refused here, not by a 5 TB allocation
 MAX_PROJECTOR_WIDTH = 65_536
@@ -99,6 +101,11 @@ class Config:
                               "random resized crop (multi-scale); 'none'")
     # ---- optimisation
     batch_size: int = _f(128, "global batch size (images), split over the processes")
+    batch_chunks: int | str = _f(1, "K: embed each process's batch in K chunks without a graph, "
+                              "take the loss of the whole batch, then back-propagate chunk "
+                              "by chunk (GradCache): the activations of one chunk in memory, "
+                              "the same loss; K must divide the process's batch. 'auto': the "
+                              "smallest K whose chunk fits the free memory (step.choose_chunks)")
     epochs: int = _f(3, "passes over the training images")
     warmup_epochs: float = _f(0.0, "epochs of linear warmup before the cosine decay")
     lr: float = _f(0.3, "peak learning rate (after warmup)")
@@ -128,14 +135,15 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _TYPES = {"name": str, "dataset": str, "data_root": str, "image_size": int, "train_images": int,
           "num_workers": int, "arch": str, "width": int, "cifar_stem": bool, "projector": str,
           "sync_bn": bool, "loss": str, "loss_coeffs": dict, "patch_size": int,
-          "patch_out": int, "n_patches": int, "augment": str, "batch_size": int, "epochs": int,
+          "patch_out": int, "n_patches": int, "augment": str, "batch_size": int,
+          "batch_chunks": (int, str), "epochs": int,
           "warmup_epochs": float, "lr": float, "final_lr": float, "weight_decay": float,
           "optimizer": str, "momentum": float, "lars_eta": float, "seed": int, "device": str,
           "precision": str, "compile": bool, "channels_last": bool, "checkpoint_every": int,
           "log_every": int, "probe": bool, "probe_lr": float}
 assert set(_TYPES) == set(FIELDS), "every Config field needs its type in _TYPES"
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-               dict: "a table of name = value"}
+               dict: "a table of name = value", (int, str): "a positive integer or 'auto'"}
 
 
 def describe_keys() -> list[tuple[str, str, str]]:
@@ -166,7 +174,8 @@ def _coerce(key: str, value: Any) -> Any:
             plain_number = isinstance(coeff, int | float) and not isinstance(coeff, bool)
             coeffs[name] = float(coeff) if plain_number else coeff
         return coeffs
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+    if not isinstance(value, kind) or (int in (kind if isinstance(kind, tuple) else (kind,))
+                                        and isinstance(value, bool)):
         raise ConfigError(f"{key} must be {_TYPE_WORDS[kind]}, got {value!r} "
                           f"({type(value).__name__}).")
     return value
@@ -234,6 +243,9 @@ def _check_ranges(cfg: Config) -> None:
         _check(math.isfinite(value) and value >= 0, key, value,
                "it must be a finite number >= 0")
     _check(cfg.momentum < 1, "momentum", cfg.momentum, "it must be below 1")
+    chunks = cfg.batch_chunks
+    _check(chunks == "auto" or (isinstance(chunks, int) and chunks >= 1), "batch_chunks",
+           chunks, "it must be a positive integer (1: no chunks) or 'auto'")
 
 
 def _check_fit(cfg: Config) -> None:
@@ -267,6 +279,10 @@ def _check_world(cfg: Config, world_size: int) -> None:
     _check(cfg.batch_size % world_size == 0, "batch_size", cfg.batch_size,
            f"it must be divisible by the {world_size} processes sharing it; use a multiple "
            f"of {world_size}")
+    local, chunks = cfg.batch_size // world_size, cfg.batch_chunks
+    _check(chunks == "auto" or local % chunks == 0, "batch_chunks", chunks,
+           f"it must divide the {local} images each process holds (batch_size "
+           f"{cfg.batch_size} / {world_size} processes), so that all chunks are equal")
 
 
 def _check_loss_coeffs(cfg: Config) -> None:

@@ -11,10 +11,12 @@ stop at the same step.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -26,11 +28,12 @@ from cooc_minimal.models import JointEmbedding, build_model
 from cooc_minimal.optim import LARS, param_groups
 from cooc_minimal.patches import random_patches
 from cooc_minimal.runs import TrainingDiverged
-from cooc_minimal.runtime import autocast, evaluation_mode, to_unit_float
+from cooc_minimal.runtime import autocast, available_memory, evaluation_mode, to_unit_float
 from cooc_minimal.views import make_views
 
-__all__ = ["Trainee", "build_optimizer", "build_trainee", "probe_accuracy", "set_lr",
-           "train_step"]
+__all__ = ["Trainee", "activation_bytes_per_image", "build_optimizer", "build_trainee",
+           "choose_chunks", "chunked_backward", "chunks_needed", "kept_batchnorm_stats",
+           "loss_bytes", "probe_accuracy", "saved_tensor_bytes", "set_lr", "train_step"]
 
 
 class Trainee(nn.Module):
@@ -91,44 +94,233 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor | None,
                labels: torch.Tensor, *, cfg: Config, generator: torch.Generator, rank: int = 0,
-               world: int = 1, views: torch.Tensor | None = None) -> dict[str, float]:
+               world: int = 1, views: torch.Tensor | None = None,
+               chunks: int | None = None) -> dict[str, float]:
     """One optimisation step on this rank's slice of a global batch.
 
     images: (b, 3, H, W) uint8, labels: (b,); net: a :class:`Trainee`, maybe wrapped in DDP
     or compiled. ``views`` (b, n, 3, S, S) in [0, 1], made elsewhere, replace the views of
     ``images`` (which may then be None): the benchmark times the model alone that way.
+    ``chunks`` (default ``cfg.batch_chunks``, resolved by :func:`choose_chunks` when it is
+    'auto'): K > 1 back-propagates the batch in K chunks of b / K images
+    (:func:`chunked_backward`); 1 is the plain step.
     Returns the global batch's ``loss``, the probe's ``probe_loss`` and its number of
     correct answers ``probe_correct``, the same on every rank. A non-finite loss raises
     :class:`TrainingDiverged` before any weight changes.
     """
     if views is None:
         views = make_views(images, cfg, generator, rank, world)          # (b, n, 3, S, S)
+    chunks = cfg.batch_chunks if chunks is None else chunks
+    if chunks == "auto":
+        raise ValueError("batch_chunks = 'auto' is resolved once per run: pass "
+                         "chunks=choose_chunks(cfg, trainee, device, world) to train_step.")
     b, n = views.shape[:2]
     x = views.flatten(0, 1)
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with autocast(x.device, cfg.precision):
-        z, logits = net(x, b, n)                                         # z: (b, n, D)
+    if chunks > 1:
+        shown = chunked_backward(net, optimizer, x, labels, b=b, n=n, chunks=chunks, cfg=cfg,
+                                 world=world)
+    else:
+        with autocast(x.device, cfg.precision):
+            z, logits = net(x, b, n)                                     # z: (b, n, D)
+        loss, probe_loss, correct = _objective(z, logits, labels, cfg)
+        shown = _shown_or_raise(loss, probe_loss, correct, world)
+        total = loss if logits is None else loss + probe_loss
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+    optimizer.step()
+    loss_value, probe_value, correct_value = shown.tolist()
+    return {"loss": loss_value, "probe_loss": probe_value, "probe_correct": correct_value}
+
+
+def _objective(z: torch.Tensor, logits: torch.Tensor | None, labels: torch.Tensor,
+               cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """z: (b, n, D), logits: (b, K) or None -> this rank's share of the loss, the probe's
+    cross-entropy (0 without a probe) and its number of correct answers."""
     # The loss gathers z from every rank, so the ranks agree before any of them calls it.
     if any_rank(not torch.isfinite(z).all(), z.device):
         loss = torch.tensor(math.nan, device=z.device)
     else:
         loss = LOSSES[cfg.loss](z, **cfg.loss_coeffs)                    # this rank's share
-    total, probe_loss, correct = loss, torch.zeros((), device=z.device), torch.zeros(())
+    probe_loss, correct = torch.zeros((), device=z.device), torch.zeros(())
     if logits is not None:
         probe_loss = F.cross_entropy(logits.float(), labels)
-        total = loss + probe_loss
         correct = (logits.argmax(dim=1) == labels).float().sum()
-    # One all-reduce for the three numbers: the means of the shares are the global batch's.
+    return loss, probe_loss, correct
+
+
+def _shown_or_raise(loss: torch.Tensor, probe_loss: torch.Tensor, correct: torch.Tensor,
+                    world: int) -> torch.Tensor:
+    """(loss, probe_loss, probe_correct) of the global batch, one all-reduce for the three:
+    the means of the shares; :class:`TrainingDiverged` on every rank if the loss is not
+    finite (the same mean everywhere, so that all ranks stop together)."""
     shown = all_reduce_mean(torch.stack([loss.detach().float(), probe_loss.detach().float(),
-                                         correct.to(z.device) * world]))
-    if not torch.isfinite(shown[0]):      # the same mean on every rank: all stop together
+                                         correct.to(loss.device) * world]))
+    if not torch.isfinite(shown[0]):
         raise TrainingDiverged(f"The loss became {shown[0].item()}.", shown[0].item())
+    return shown
+
+
+def chunked_backward(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                     labels: torch.Tensor, *, b: int, n: int, chunks: int, cfg: Config,
+                     world: int = 1) -> torch.Tensor:
+    """The gradient of the whole batch's loss, with the activations of one chunk in memory
+    (GradCache, Gao et al. 2021). x: (b n, 3, S, S), labels: (b,); K = ``chunks`` divides b.
+
+    1. embed the K chunks of b / K images without a graph: z (b, n, D), a leaf;
+    2. the loss of the whole batch on z, and its gradient g = dL/dz (b, n, D);
+    3. each chunk again with its graph, back-propagating its rows of g (and its share of
+       the probe's loss): the parameters' gradients add up over the chunks.
+
+    Every loss here takes statistics of the whole batch, which is why plain gradient
+    accumulation (a loss per chunk) would train another objective. BatchNorm normalises
+    each chunk with the chunk's statistics, as K processes without ``sync_bn`` do; its
+    running statistics change once per step, by the first chunk's statistics (DDP keeps
+    rank 0's). Under DDP, gradients are averaged once, after the last chunk. Returns what
+    :func:`_shown_or_raise` returns; leaves the gradients in the parameters.
+    """
+    rows = [slice(j * b // chunks, (j + 1) * b // chunks) for j in range(chunks)]
+    with torch.no_grad(), kept_batchnorm_stats(net), autocast(x.device, cfg.precision):
+        outputs = [net(x[r.start * n:r.stop * n], r.stop - r.start, n) for r in rows]
+    z = torch.cat([out[0] for out in outputs]).requires_grad_()          # (b, n, D), a leaf
+    logits = None if outputs[0][1] is None else torch.cat([out[1] for out in outputs])
+    loss, probe_loss, correct = _objective(z, logits, labels, cfg)
+    shown = _shown_or_raise(loss, probe_loss, correct, world)
+    (grad,) = torch.autograd.grad(loss, z)                               # (b, n, D)
     optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    optimizer.step()
-    loss_value, probe_value, correct_value = shown.tolist()
-    return {"loss": loss_value, "probe_loss": probe_value, "probe_correct": correct_value}
+    for j, r in enumerate(rows):
+        last = j == chunks - 1  # DDP all-reduces the summed gradients after the last chunk
+        with contextlib.ExitStack() as stack:
+            if not last:
+                stack.enter_context(_no_sync(net))
+            if j > 0:  # the first chunk alone updates the running statistics
+                stack.enter_context(kept_batchnorm_stats(net))
+            with autocast(x.device, cfg.precision):
+                z_chunk, logits_chunk = net(x[r.start * n:r.stop * n], r.stop - r.start, n)
+            outputs, grads = [z_chunk], [grad[r]]
+            if logits_chunk is not None:   # the probe's mean cross-entropy, this chunk's part
+                outputs.append(F.cross_entropy(logits_chunk.float(), labels[r],
+                                               reduction="sum") / b)
+                grads.append(None)
+            torch.autograd.backward(outputs, grads)
+    return shown
+
+
+def _no_sync(net: nn.Module) -> contextlib.AbstractContextManager:
+    """DDP's ``no_sync`` (gradients accumulate locally), or nothing for a plain module."""
+    no_sync = getattr(net, "no_sync", None)  # a compiled DDP forwards the attribute
+    return no_sync() if callable(no_sync) else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def kept_batchnorm_stats(module: nn.Module) -> Iterator[None]:
+    """Run ``module`` in training mode (BatchNorm normalises with the batch's statistics)
+    and give back every BatchNorm its running mean, variance and count afterwards, as if
+    the forward passes in the ``with`` block had not happened to them."""
+    saved = [(m, {k: v.clone() for k, v in m.named_buffers(recurse=False)})
+             for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, buffers in saved:
+                for name, value in buffers.items():
+                    getattr(m, name).copy_(value)
+
+
+def saved_tensor_bytes(fn: Callable[[], object], skip: Iterable[torch.Tensor] = ()) -> int:
+    """Bytes of the distinct storages that autograd saves for backward while ``fn()`` runs
+    (what a forward keeps in memory until its backward), leaving out those of ``skip``
+    (the parameters). Counted with ``torch.autograd.graph.saved_tensors_hooks``."""
+    skipped = {t.untyped_storage().data_ptr() for t in skip}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in skipped:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        kept = fn()  # noqa: F841 - the graph, and so every saved tensor, lives until counted
+        total = sum(seen.values())
+    return total
+
+
+def activation_bytes_per_image(trainee: Trainee, cfg: Config, device: torch.device) -> int:
+    """The bytes a training forward of ``trainee`` saves for backward per image of ``cfg``
+    (``n_patches`` views of S x S, at ``cfg.precision`` on ``device``): measured on random
+    views of 1 and 2 images, the difference (what does not grow with the batch, such as
+    bf16 copies of the weights, cancels). BatchNorm's running statistics are kept."""
+    side, generator = cfg.patch_out or cfg.patch_size, torch.Generator().manual_seed(0)
+    params = list(trainee.parameters())
+
+    def forward(images: int) -> Callable[[], object]:
+        x = torch.rand(images * cfg.n_patches, 3, side, side, generator=generator).to(device)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def run() -> object:
+            with autocast(device, cfg.precision):
+                return trainee(x, images, cfg.n_patches)
+        return run
+
+    with kept_batchnorm_stats(trainee):
+        one, two = (saved_tensor_bytes(forward(k), params) for k in (1, 2))
+    return max(two - one, 1)
+
+
+def loss_bytes(cfg: Config, b: int, dim: int, device: torch.device) -> int:
+    """The bytes the loss of ``cfg`` saves for backward on a batch of b images x
+    ``n_patches`` projections of width ``dim`` (float32, random, on ``device``); it gathers
+    every rank's rows under torchrun, as in training."""
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(b, cfg.n_patches, dim, generator=generator).to(device).requires_grad_()
+    return saved_tensor_bytes(lambda: LOSSES[cfg.loss](z, **cfg.loss_coeffs))
+
+
+def chunks_needed(b: int, per_image: float, free: float, fixed: float,
+                  margin: float = 0.8) -> int | None:
+    """The smallest K dividing b with (b / K) per_image <= margin (free - fixed), else None:
+    the rule of :func:`choose_chunks`, which chapter 6's memory table applies as well."""
+    budget = margin * (free - fixed)
+    return next((k for k in range(1, b + 1) if b % k == 0 and b // k * per_image <= budget),
+                None)
+
+
+def choose_chunks(cfg: Config, trainee: Trainee, device: torch.device, world: int = 1) -> int:
+    """``cfg.batch_chunks`` as a number: itself, or for 'auto' the smallest K dividing the
+    process's batch b = batch_size / world whose chunk fits, by this rule:
+
+        (b / K) a  <=  0.8 (free - 2 P - V - L)
+
+    a: :func:`activation_bytes_per_image`, measured now on ``device``; free: the device's
+    available memory with the weights already on it; P: the parameters' bytes (their
+    gradients and the optimizer's momentum are yet to come); V: the batch's views, twice
+    (as ``runs.check_step_memory`` counts them); L: :func:`loss_bytes` of the whole batch.
+    The 0.8 leaves room for the allocator and the backward's temporaries. Where the memory
+    cannot be read, 1. Under torchrun every rank takes the largest K any rank needs. When
+    not even a chunk of one image fits, one sentence says so."""
+    if cfg.batch_chunks != "auto":
+        return cfg.batch_chunks
+    b, free = cfg.batch_size // world, available_memory(device)
+    if free is None:
+        return 1
+    a = activation_bytes_per_image(trainee, cfg, device)
+    params = sum(p.numel() * p.element_size() for p in trainee.parameters())
+    views = b * cfg.n_patches * 3 * (cfg.patch_out or cfg.patch_size) ** 2 * 4 * 2
+    fixed = 2 * params + views + loss_bytes(cfg, b, trainee.model.projection_dim, device)
+    chunks = chunks_needed(b, a, free, fixed)
+    if chunks is None:
+        raise ValueError(f"batch_chunks = 'auto' finds no chunk that fits: one image needs "
+                         f"about {a / 1e6:.0f} MB of activations and "
+                         f"{max(0.8 * (free - fixed), 0) / 1e6:.0f} MB are left; lower "
+                         f"n_patches or patch_out, or use a larger card.")
+    agreed = torch.tensor([chunks], device=device if device.type == "cuda" else "cpu")
+    if world > 1:
+        dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+    return int(agreed.item())
 
 
 def probe_accuracy(trainee: Trainee, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],

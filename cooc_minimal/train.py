@@ -60,6 +60,7 @@ from cooc_minimal.step import (
     Trainee,
     build_optimizer,
     build_trainee,
+    choose_chunks,
     probe_accuracy,
     set_lr,
     train_step,
@@ -118,6 +119,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # patch boxes and views: the same draws on every rank
     state: RunState
+    chunks: int = 1  # batch_chunks as a number (choose_chunks resolves 'auto')
 
     def save(self) -> None:
         """Write ``last.pt`` (rank 0 only): weights, optimizer, counters, random states."""
@@ -156,7 +158,10 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False,
         trainee = build_trainee(cfg, data.n_classes, ctx.device, world=ctx.world)
         run = Run(cfg=cfg, out=out, ctx=ctx, data=data, trainee=trainee,
                   optimizer=build_optimizer(cfg, trainee),
-                  generator=torch.Generator().manual_seed(cfg.seed), state=state)
+                  generator=torch.Generator().manual_seed(cfg.seed), state=state,
+                  chunks=choose_chunks(cfg, trainee, ctx.device, ctx.world))
+        if cfg.batch_chunks == "auto" and ctx.main and progress:
+            print(f"batch_chunks = auto: {run.chunks} chunk(s) per process", file=sys.stderr)
         if saved is not None:
             restore_state(saved, state, trainee=trainee, optimizer=run.optimizer,
                           generator=run.generator, path=out / CHECKPOINT)
@@ -195,7 +200,8 @@ def train_epochs(run: Run, *, stop_after_epochs: int | None = None, progress: bo
                 tic = time.perf_counter()
                 try:
                     out = train_step(net, optimizer, images, labels, cfg=cfg,
-                                     generator=run.generator, rank=ctx.rank, world=ctx.world)
+                                     generator=run.generator, rank=ctx.rank, world=ctx.world,
+                                     chunks=run.chunks)
                 except TrainingDiverged as error:
                     raise diverged(error, cfg=cfg, state=state,
                                    checkpoint=run.out / CHECKPOINT) from None
