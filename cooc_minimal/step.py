@@ -181,7 +181,8 @@ def chunked_backward(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.
     :func:`_shown_or_raise` returns; leaves the gradients in the parameters.
     """
     rows = [slice(j * b // chunks, (j + 1) * b // chunks) for j in range(chunks)]
-    with torch.no_grad(), kept_batchnorm_stats(net), autocast(x.device, cfg.precision):
+    with torch.no_grad(), kept_batchnorm_stats(net), _buffers_synced_later(net), \
+            autocast(x.device, cfg.precision):
         outputs = [net(x[r.start * n:r.stop * n], r.stop - r.start, n) for r in rows]
     z = torch.cat([out[0] for out in outputs]).requires_grad_()          # (b, n, D), a leaf
     logits = None if outputs[0][1] is None else torch.cat([out[1] for out in outputs])
@@ -207,10 +208,33 @@ def chunked_backward(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.
     return shown
 
 
+def _ddp(net: nn.Module) -> nn.parallel.DistributedDataParallel | None:
+    """The DDP wrapper of ``net`` (itself, or inside torch.compile's module), else None."""
+    inner = getattr(net, "_orig_mod", net)
+    return inner if isinstance(inner, nn.parallel.DistributedDataParallel) else None
+
+
 def _no_sync(net: nn.Module) -> contextlib.AbstractContextManager:
     """DDP's ``no_sync`` (gradients accumulate locally), or nothing for a plain module."""
-    no_sync = getattr(net, "no_sync", None)  # a compiled DDP forwards the attribute
-    return no_sync() if callable(no_sync) else contextlib.nullcontext()
+    ddp = _ddp(net)
+    return ddp.no_sync() if ddp is not None else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _buffers_synced_later(net: nn.Module) -> Iterator[None]:
+    """DDP broadcasts rank 0's buffers (BatchNorm's running statistics) at the first forward
+    of a step; passes without a graph must neither do it (:func:`kept_batchnorm_stats`
+    would undo it) nor, as DDP does after any forward, put it off to the next step."""
+    ddp = _ddp(net)
+    if ddp is None:
+        yield
+        return
+    pending = ddp.require_forward_param_sync
+    ddp.require_forward_param_sync = False
+    try:
+        yield
+    finally:
+        ddp.require_forward_param_sync = pending
 
 
 @contextlib.contextmanager

@@ -8,9 +8,12 @@
   running statistics after 8 steps to 1e-5; 2 processes of 2 chunks each too (DDP's no_sync);
 - the pass without a graph leaves BatchNorm's running statistics alone: they change once
   per step, by the first chunk; a NaN stops the step before any weight or statistic changes;
+- under DDP every rank starts each chunked step with rank 0's running statistics, as in a
+  plain step (the passes without a graph neither broadcast them nor delay the broadcast);
 - 'auto' takes the smallest K that fits, by the rule of ``choose_chunks``.
 """
 
+import json
 import math
 import os
 import socket
@@ -208,9 +211,9 @@ def _torchrun(out: Path, world: int, chunks: int) -> None:
     overrides = [a for k, v in settings.items()
                  for a in ("--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}")]
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={world}",
-               "--nnodes=1", "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(WORKER),
-               str(out.parent), "--", "--config", "smoke", "--out", str(out), "--no-progress",
-               *overrides]
+               "--nnodes=1", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+               str(WORKER), str(out.parent), "--", "--config", "smoke", "--out", str(out),
+               "--no-progress", *overrides]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COOC_SCALE": "smoke"}
     out.parent.mkdir(parents=True)  # the worker's report folder
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
@@ -229,3 +232,16 @@ def test_chunks_in_one_process_train_what_processes_train(tmp_path, chunks_per_p
     assert_same(ranks, one, atol=1e-5)
     assert any("running_mean" in k for k in one) and any("probe" in k for k in one)
     assert one["model.backbone.features.1.num_batches_tracked"].item() == 8  # once a step
+
+
+def test_ranks_start_each_chunked_step_with_rank_zeros_running_statistics(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COOC_SCALE": "smoke",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               "--nnodes=1", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+               str(Path(__file__).with_name("chunked_distributed_worker.py")), str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, f"torchrun failed:\n{done.stdout}\n{done.stderr}"
+    gaps = json.loads((tmp_path / "rank0.json").read_text())["gaps"]
+    assert gaps == [0.0, 0.0, 0.0]
