@@ -127,16 +127,19 @@ def command(sandbox: Sandbox, python: str, scratch: Path) -> tuple[list[str], st
     child = [python, "-I", "-c", boot]
     if not sandbox.isolated:
         return child, str(scratch / "work")
+    # Mounts apply in order, a later one hiding what lies below it: the fresh /proc, /dev
+    # and /tmp come first, so that a Python or venv that lives under /tmp (a clone in /tmp,
+    # as CI may make) is bound on top of the empty /tmp, not hidden by it.
     argv = [sandbox.program, "--unshare-all", "--die-with-parent", "--new-session",
-            "--cap-drop", "ALL"]
+            "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev",
+            "--size", str(SCRATCH_BYTES), "--tmpfs", "/tmp"]
     for path in SYSTEM_DIRS:
         argv += ["--ro-bind-try", path, path]
     for path in _readable_roots(python):
         argv += ["--ro-bind", path, path]
     if os.path.realpath(python) != python:  # the venv's python is a link into its base
         argv += ["--ro-bind-try", os.path.dirname(python), os.path.dirname(python)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(SCRATCH_BYTES), "--tmpfs", "/tmp",
-             "--ro-bind", str(scratch / "host"), "/sandbox/host",
+    argv += ["--ro-bind", str(scratch / "host"), "/sandbox/host",
              "--ro-bind", str(scratch / "answers"), "/sandbox/answers",
              "--size", str(SCRATCH_BYTES), "--tmpfs", "/sandbox/work",
              "--chdir", "/sandbox/work", "--setenv", "HOME", "/sandbox/work",

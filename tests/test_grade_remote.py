@@ -2,6 +2,7 @@
 word, as running both in one process; and the data that crosses is read safely."""
 
 import math
+import sys
 
 import pytest
 import sympy as sp
@@ -116,3 +117,15 @@ def test_host_files_are_all_the_child_needs():
     for name in sandbox.HOST_FILES:
         source = (model.EXERCISES_DIR / name).read_text()
         assert "from exercises" not in source and "import exercises" not in source
+
+
+def test_the_sandbox_mounts_its_empty_tmp_before_the_python_it_binds(tmp_path):
+    """A clone (and its venv) under /tmp must stay visible in the sandbox: bubblewrap applies
+    mounts in order, so the fresh /tmp must come before every bind."""
+    from exercises import sandbox
+
+    argv, _ = sandbox.command(sandbox.Sandbox("bwrap", "/usr/bin/bwrap"), sys.executable,
+                              tmp_path)
+    tmpfs = argv.index("/tmp", argv.index("--tmpfs"))
+    binds = [i for i, word in enumerate(argv) if word in ("--ro-bind", "--ro-bind-try")]
+    assert binds and tmpfs < min(binds), argv
