@@ -117,7 +117,8 @@ class Config:
     seed: int = _f(0, "seed of the weights, the data order, the patches and the views")
     # ---- speed
     device: str = _f("auto", "auto (CUDA if present), cpu or cuda")
-    precision: str = _f("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), bf16 or fp32")
+    precision: str = _f("auto", "auto (bf16 autocast on a GPU with native bf16, compute "
+                                "capability 8.0+; fp32 elsewhere), bf16 or fp32")
     compile: bool = _f(False, "torch.compile the model")
     channels_last: bool = _f(False, "channels_last memory format for the model and inputs")
     # ---- bookkeeping
