@@ -50,7 +50,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "loss": LOSS_NAMES,
     "augment": ("byol", "byol_crop", "none"),
     "optimizer": ("lars", "sgd", "adamw"),
-    "precision": ("auto", "bf16", "fp32"),
+    "precision": ("auto", "bf16", "fp32", "fp16"),
     "device": ("auto", "cpu", "cuda"),
 }
 #: keys that do not change what a run computes (where data lives, how fast, how often it
@@ -58,7 +58,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 #: ``batch_chunks`` is one of them, as the number of processes is: it changes which images
 #: share BatchNorm's statistics, not the loss, so a run may resume on a larger or smaller card.
 RUNTIME_KEYS = frozenset({"name", "data_root", "num_workers", "device", "precision", "compile",
-                          "channels_last", "checkpoint_every", "log_every", "batch_chunks"})
+                          "channels_last", "checkpoint_every", "log_every", "batch_chunks",
+                          "deterministic"})
 #: the widest projector layer allowed (the paper's widest is 8192): a typo such as
 #: projector = "10000000000" is refused here, not by a 5 TB allocation
 MAX_PROJECTOR_WIDTH = 65_536
@@ -118,9 +119,14 @@ class Config:
     # ---- speed
     device: str = _f("auto", "auto (CUDA if present), cpu or cuda")
     precision: str = _f("auto", "auto (bf16 autocast on a GPU with native bf16, compute "
-                                "capability 8.0+; fp32 elsewhere), bf16 or fp32")
-    compile: bool = _f(False, "torch.compile the model")
+                                "capability 8.0+; fp32 elsewhere), bf16, fp32, or fp16 "
+                                "(autocast with a GradScaler: the option on a T4 or V100)")
+    compile: bool = _f(False, "torch.compile the model (not with sync_bn on several "
+                              "processes)")
     channels_last: bool = _f(False, "channels_last memory format for the model and inputs")
+    deterministic: bool = _f(False, "deterministic kernels only (cuDNN, cuBLAS, "
+                                    "torch.use_deterministic_algorithms): bitwise "
+                                    "repeatable runs, somewhat slower")
     # ---- bookkeeping
     checkpoint_every: int = _f(0, "also write last.pt every N steps (0 = every epoch only)")
     log_every: int = _f(1, "write a metrics.csv row every N steps")
@@ -140,7 +146,8 @@ _TYPES = {"name": str, "dataset": str, "data_root": str, "image_size": int, "tra
           "batch_chunks": (int, str), "epochs": int,
           "warmup_epochs": float, "lr": float, "final_lr": float, "weight_decay": float,
           "optimizer": str, "momentum": float, "lars_eta": float, "seed": int, "device": str,
-          "precision": str, "compile": bool, "channels_last": bool, "checkpoint_every": int,
+          "precision": str, "compile": bool, "channels_last": bool, "deterministic": bool,
+          "checkpoint_every": int,
           "log_every": int, "probe": bool, "probe_lr": float}
 assert set(_TYPES) == set(FIELDS), "every Config field needs its type in _TYPES"
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
@@ -284,6 +291,12 @@ def _check_world(cfg: Config, world_size: int) -> None:
     _check(chunks == "auto" or local % chunks == 0, "batch_chunks", chunks,
            f"it must divide the {local} images each process holds (batch_size "
            f"{cfg.batch_size} / {world_size} processes), so that all chunks are equal")
+    # BatchNorm over processes gathers inside the forward: torch.compile would have to trace
+    # those collectives (SyncBatchNorm, GlobalBatchNorm), and the course has no GPU test of it.
+    if cfg.compile and cfg.sync_bn and world_size > 1:
+        raise ConfigError(f"compile = true with sync_bn = true is not allowed on {world_size} "
+                          f"processes: torch.compile would trace BatchNorm's collectives "
+                          f"inside the graph; set compile = false, or sync_bn = false.")
 
 
 def _check_loss_coeffs(cfg: Config) -> None:

@@ -280,6 +280,29 @@ class RankBatches(torch.utils.data.Sampler):
         return (index.tolist() for index in self.index_tensors())
 
 
+def rank_rows(length: int, rank: int = 0, world: int = 1) -> slice:
+    """Rank ``rank``'s rows of a held-out batch of ``length`` images shared by ``world``
+    processes: ``[r L // world, (r + 1) L // world)``, as equal as integers allow (a
+    held-out batch, unlike a training batch, need not divide by the number of processes)."""
+    return slice(rank * length // world, (rank + 1) * length // world)
+
+
+def held_out_batches(n: int, batch_size: int) -> list[int]:
+    """The lengths of the global held-out batches: ``n`` images in order, ``batch_size`` at a
+    time, the last one shorter."""
+    return [min(batch_size, n - i) for i in range(0, n, batch_size)]
+
+
+def _held_out_shares(n: int, batch_size: int, rank: int, world: int) -> Iterator[range]:
+    """The indices of this rank's share of each held-out batch; an empty share (fewer images
+    than processes, which only a last batch can have) is left out."""
+    for first, length in zip(range(0, n, batch_size), held_out_batches(n, batch_size),
+                             strict=True):
+        rows = rank_rows(length, rank, world)
+        if rows.stop > rows.start:
+            yield range(first + rows.start, first + rows.stop)
+
+
 @functools.lru_cache(maxsize=2)
 def _cached_tensors(name: str, root: str, train: bool) -> Batch:
     # Chapters and tests train several runs on the same data in one process. Nothing
@@ -319,14 +342,21 @@ class TensorData:
             index = index.to(self.device)
             yield self.images[index], self.labels[index]
 
-    def validation(self, batch_size: int) -> Iterator[Batch]:
-        """The held-out images in order, ``batch_size`` at a time, on the device."""
+    @property
+    def held_out_size(self) -> int:
+        """How many held-out images there are (0 without any)."""
+        return 0 if self.held_out is None else len(self.held_out[1])
+
+    def validation(self, batch_size: int, *, rank: int = 0, world: int = 1) -> Iterator[Batch]:
+        """The held-out images in order, ``batch_size`` at a time, on the device; under
+        torchrun this rank's rows of each such batch (:func:`rank_rows`)."""
         if self.held_out is None:
             raise ValueError("this TensorData has no held-out images: pass validation=(images, "
                              "labels) to read them.")
         images, labels = self.held_out
-        for i in range(0, len(labels), batch_size):
-            yield images[i:i + batch_size].to(self.device), labels[i:i + batch_size].to(self.device)
+        for rows in _held_out_shares(len(labels), batch_size, rank, world):
+            part = slice(rows.start, rows.stop)
+            yield images[part].to(self.device), labels[part].to(self.device)
 
 
 def usable_workers(requested: int) -> int:
@@ -404,14 +434,20 @@ class LoaderData:
         sampler = RankBatches(order, batch_size, start=start, rank=rank, world=world)
         return self._load("train", sampler)
 
-    def validation(self, batch_size: int) -> Iterator[Batch]:
-        """The held-out images in order, ``batch_size`` at a time, on the device."""
+    @property
+    def held_out_size(self) -> int:
+        """How many held-out images there are (0 without any)."""
+        return 0 if self.held_out is None else len(self.held_out)
+
+    def validation(self, batch_size: int, *, rank: int = 0, world: int = 1) -> Iterator[Batch]:
+        """The held-out images in order, ``batch_size`` at a time, on the device; under
+        torchrun this rank's rows of each such batch (:func:`rank_rows`): each rank decodes
+        only its share."""
         if self.held_out is None:
             raise ValueError("this LoaderData has no held-out images: pass validation=dataset "
                              "to read them.")
-        n = len(self.held_out)
-        return self._load("validation", [list(range(i, min(i + batch_size, n)))
-                                         for i in range(0, n, batch_size)])
+        shares = _held_out_shares(len(self.held_out), batch_size, rank, world)
+        return self._load("validation", [list(rows) for rows in shares])
 
 
 def make_data(cfg: Config, device: torch.device) -> TensorData | LoaderData:

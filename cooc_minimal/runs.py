@@ -51,7 +51,7 @@ from cooc_minimal.config import (
     write_text_atomically,
 )
 from cooc_minimal.distributed import any_rank
-from cooc_minimal.runtime import check_memory
+from cooc_minimal.runtime import check_memory, positive_int
 
 try:  # POSIX; elsewhere a run folder is not locked
     import fcntl
@@ -61,7 +61,8 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = ["CHECKPOINT", "COLUMNS", "CONFIG", "LOCK", "METRICS", "MetricsLog", "RunFolderError",
            "RunState", "StopSignal", "TrainingDiverged", "check_resumable", "check_step_memory",
            "checkpoint_state", "diverged", "locked_run_folder", "prepare_folder",
-           "restore_state", "run_differences", "run_status", "run_summary"]
+           "restore_state", "run_differences", "run_status", "run_summary",
+           "train_arguments"]
 
 CHECKPOINT, METRICS, CONFIG, LOCK = "last.pt", "metrics.csv", "config.toml", ".lock"
 #: the beginnings of the temporary files a write leaves if it is killed half-way
@@ -219,6 +220,17 @@ def run_differences(saved: Config, wanted: Config) -> list[str]:
     a, b = config_to_dict(saved), config_to_dict(wanted)
     return [f"{k} = {a[k]!r} there, {b[k]!r} here" for k in FIELDS
             if k not in RUNTIME_KEYS and a[k] != b[k]]
+
+
+def train_arguments(out_dir: Any, resume: Any, stop_after_epochs: Any) -> Path:
+    """``train``'s arguments checked (one sentence each): the run folder as a Path."""
+    if not isinstance(out_dir, str | os.PathLike) or not str(out_dir):
+        raise ValueError(f"out_dir must be a folder path, got {out_dir!r}.")
+    if not isinstance(resume, bool):
+        raise ValueError(f"resume must be True or False, got {resume!r}.")
+    if stop_after_epochs is not None:
+        positive_int("stop_after_epochs", stop_after_epochs)
+    return Path(out_dir).expanduser()
 
 
 def prepare_folder(cfg: Config, out: Path, resume: bool) -> tuple[Config, dict | None]:
@@ -456,11 +468,14 @@ class RunState:
 
 def checkpoint_state(state: RunState, *, cfg: Config, trainee: nn.Module,
                      optimizer: torch.optim.Optimizer, generator: torch.Generator,
-                     world: int) -> dict[str, Any]:
+                     world: int, scaler: torch.amp.GradScaler | None = None,
+                     precision: str | None = None) -> dict[str, Any]:
     """Everything ``last.pt`` holds: weights, optimizer, counters, config, random states.
 
     ``trainee`` has ``model`` and ``probe`` (None without one). These keys are the
-    checkpoint format: old files resume because they are never renamed.
+    checkpoint format: old files resume because they are never renamed. ``precision``:
+    what the run computed in, resolved (``"fp32"``, ``"bf16"``, ``"fp16"``; the config may
+    say ``"auto"``); ``scaler``: fp16's GradScaler, whose scale a resume takes up.
     """
     return {"model": trainee.model.state_dict(),
             "probe": trainee.probe.state_dict() if trainee.probe is not None else None,
@@ -468,7 +483,9 @@ def checkpoint_state(state: RunState, *, cfg: Config, trainee: nn.Module,
             "total_steps": state.total_steps, "steps_per_epoch": state.steps_per_epoch,
             "finished": state.finished, "config": config_to_dict(cfg),
             "elapsed_s": state.elapsed_s, "epoch_sums": dict(state.sums), "world_size": world,
-            "n_images": state.n_images, "rng": get_rng_states({"views": generator})}
+            "n_images": state.n_images, "rng": get_rng_states({"views": generator}),
+            "precision": precision,
+            "scaler": scaler.state_dict() if scaler is not None else None}
 
 
 #: what a resume reads from a checkpoint, besides ``config``: (type, what it is)
@@ -517,10 +534,12 @@ def _words(error: BaseException) -> str:
 
 def restore_state(saved: dict[str, Any], state: RunState, *, trainee: nn.Module,
                   optimizer: torch.optim.Optimizer, generator: torch.Generator,
-                  path: Path | str = CHECKPOINT) -> None:
+                  path: Path | str = CHECKPOINT,
+                  scaler: torch.amp.GradScaler | None = None) -> None:
     """Load what :func:`checkpoint_state` saved (at ``path``) into a freshly built run, in
     place. A state that does not fit this run (other weights, another dataset size) is a
-    :class:`CheckpointError` or :class:`RunFolderError`, one sentence."""
+    :class:`CheckpointError` or :class:`RunFolderError`, one sentence. fp16's ``scaler``
+    takes up the saved scale when the run was in fp16 too, else it starts afresh."""
     images = saved.get("n_images", state.n_images)  # older checkpoints do not say
     if (saved["steps_per_epoch"], images) != (state.steps_per_epoch, state.n_images):
         raise RunFolderError(f"The run in {path} was trained on {images} images "
@@ -534,6 +553,8 @@ def restore_state(saved: dict[str, Any], state: RunState, *, trainee: nn.Module,
             trainee.probe.load_state_dict(saved["probe"])
         optimizer.load_state_dict(saved["optimizer"])
         set_rng_states(saved["rng"], {"views": generator})
+        if scaler is not None and saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
         raise CheckpointError(f"The state saved in {path} does not fit the run its config "
                               f"describes ({_words(error)}): the file was edited or written "

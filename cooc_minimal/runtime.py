@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def device() -> torch.device:
@@ -52,31 +52,89 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The context a forward pass runs under: bf16 autocast, or nothing (fp32).
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """The precision a run on ``device`` computes in: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
 
-    ``precision="auto"`` means bf16 on a GPU with bf16 units (compute capability 8.0 or
-    more: A100, H100, RTX 30xx/40xx) and fp32 elsewhere: a T4 or V100 only emulates bf16,
-    slower than fp32. ``"bf16"`` forces bf16 on any device (a CPU runs it too, at a speed
-    that depends on the CPU).
+    ``"auto"`` means bf16 on a GPU with bf16 units (compute capability 8.0 or more: A100,
+    H100, RTX 30xx/40xx), fp32 on an older GPU and on the CPU. On a T4 or V100 (sm_75,
+    sm_70), which only emulate bf16, ``"fp16"`` is the other option: fp16 autocast with a
+    ``GradScaler`` (:func:`grad_scaler`), usually faster than fp32 there on their fp16
+    tensor cores; ``make gpu-check`` (``benchmarks/gpu_check.py``) measures which is faster
+    on your card. ``"bf16"`` and ``"fp16"`` are taken as asked on any device (a CPU runs
+    both, at a speed that depends on the CPU).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
                          f"{precision!r}.")
-    if precision == "bf16" or (precision == "auto" and has_native_bf16(device)):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if precision != "auto":
+        return precision
+    return "bf16" if has_native_bf16(device) else "fp32"
 
 
-def configure_cuda(device: torch.device, precision: str) -> None:
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The context a forward pass runs under: bf16 or fp16 autocast, or nothing (fp32),
+    as :func:`resolve_precision` resolves ``precision`` on ``device``. The losses compute
+    in float32 whatever the autocast (``losses.py`` upcasts half-precision inputs)."""
+    resolved = resolve_precision(device, precision)
+    if resolved == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if resolved == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
+    """A ``torch.amp.GradScaler`` for fp16 (its gradients would underflow unscaled), None
+    for fp32 and bf16 (bf16 has fp32's range). The scaler multiplies the loss before
+    backward, unscales the gradients before the step, skips a step whose gradients are
+    not finite and lowers its scale (``train_step`` reports such a step as skipped; it is
+    no divergence unless the loss itself is not finite)."""
+    if resolve_precision(device, precision) != "fp16":
+        return None
+    return torch.amp.GradScaler(device.type)
+
+
+def configure_cuda(device: torch.device, precision: str, *, deterministic: bool = False) -> None:
     """Let cuDNN pick its fastest kernels and fp32 matmuls use TF32 on a GPU, except when
-    ``precision="fp32"`` asks for full fp32 (runs compared to 1e-6, as the tests do)."""
+    ``precision="fp32"`` asks for full fp32 (runs compared to 1e-6, as the tests do).
+    ``deterministic`` (:func:`deterministic_algorithms`): no cuDNN autotuning, whose choice
+    of kernel may change from run to run."""
     if device.type != "cuda":
         return
     fast = precision != "fp32"
     torch.backends.cuda.matmul.allow_tf32 = fast
     torch.backends.cudnn.allow_tf32 = fast
-    torch.backends.cudnn.benchmark = fast
+    torch.backends.cudnn.benchmark = fast and not deterministic
+
+
+#: what cuBLAS needs to compute deterministically (CUDA 10.2+): set before CUDA starts
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """With ``enabled``, a ``with`` block in which torch computes deterministically: cuDNN's
+    deterministic kernels without autotuning (``cudnn.deterministic = True``,
+    ``cudnn.benchmark = False``) and ``torch.use_deterministic_algorithms(True)``, which
+    raises at any op that has no deterministic kernel rather than run it. cuBLAS needs
+    ``CUBLAS_WORKSPACE_CONFIG`` (``:4096:8``) in the environment before CUDA starts: it is
+    set here when unset, so enter this block before the first CUDA call (``train`` does,
+    before it picks the device); a value set beforehand is kept. The previous settings
+    come back at the end. Without ``enabled`` nothing changes: TF32 and cuDNN autotuning
+    stay as :func:`configure_cuda` sets them. TF32 itself is deterministic."""
+    if not enabled:
+        yield
+        return
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled())
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True, warn_only=False)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
 
 
 def has_native_bf16(device: torch.device) -> bool:
@@ -107,12 +165,14 @@ def to_unit_float(images: torch.Tensor) -> torch.Tensor:
 
 
 def available_memory(device: torch.device) -> int | None:
-    """Bytes that ``device`` can still allocate: a GPU's free memory, or the system's
+    """Bytes that ``device`` can still allocate: a GPU's free memory (no more than this
+    process's share, ``torch.cuda.set_per_process_memory_fraction``), or the system's
     ``MemAvailable`` (``/proc/meminfo``) for the CPU; None where that cannot be read (a CPU
     outside Linux), so callers skip their check rather than guess."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+    if device.type == "cuda":  # within set_per_process_memory_fraction's share, if set
+        free, total = torch.cuda.mem_get_info(device)
+        share = torch.cuda.get_per_process_memory_fraction(device) * total
+        return int(max(min(free, share - torch.cuda.memory_reserved(device)), 0))
     try:
         with open("/proc/meminfo") as f:
             for line in f:

@@ -22,18 +22,26 @@ from torch import nn
 
 from cooc_minimal.bags import embed_patches
 from cooc_minimal.config import Config
+from cooc_minimal.data import rank_rows
 from cooc_minimal.distributed import all_reduce_mean, any_rank, convert_sync_batchnorm
 from cooc_minimal.losses import LOSSES
 from cooc_minimal.models import JointEmbedding, build_model
 from cooc_minimal.optim import LARS, param_groups
-from cooc_minimal.patches import random_patches
+from cooc_minimal.patches import crop_boxes, random_boxes
 from cooc_minimal.runs import TrainingDiverged
-from cooc_minimal.runtime import autocast, available_memory, evaluation_mode, to_unit_float
+from cooc_minimal.runtime import (
+    autocast,
+    available_memory,
+    evaluation_mode,
+    model_device,
+    to_unit_float,
+)
 from cooc_minimal.views import make_views
 
 __all__ = ["Trainee", "activation_bytes_per_image", "build_optimizer", "build_trainee",
            "choose_chunks", "chunked_backward", "chunks_needed", "kept_batchnorm_stats",
-           "loss_bytes", "probe_accuracy", "saved_tensor_bytes", "set_lr", "train_step"]
+           "loss_bytes", "probe_accuracy", "probe_counts", "saved_tensor_bytes", "set_lr",
+           "train_step"]
 
 
 class Trainee(nn.Module):
@@ -94,8 +102,8 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor | None,
                labels: torch.Tensor, *, cfg: Config, generator: torch.Generator, rank: int = 0,
-               world: int = 1, views: torch.Tensor | None = None,
-               chunks: int | None = None) -> dict[str, float]:
+               world: int = 1, views: torch.Tensor | None = None, chunks: int | None = None,
+               scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
     """One optimisation step on this rank's slice of a global batch.
 
     images: (b, 3, H, W) uint8, labels: (b,); net: a :class:`Trainee`, maybe wrapped in DDP
@@ -103,10 +111,14 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
     ``images`` (which may then be None): the benchmark times the model alone that way.
     ``chunks`` (default ``cfg.batch_chunks``, resolved by :func:`choose_chunks` when it is
     'auto'): K > 1 back-propagates the batch in K chunks of b / K images
-    (:func:`chunked_backward`); 1 is the plain step.
+    (:func:`chunked_backward`); 1 is the plain step. ``scaler``: fp16's GradScaler
+    (``runtime.grad_scaler``), or None: the loss is scaled before backward (each chunk's
+    backward by the same scale), the gradients unscaled before the step, and a step whose
+    gradients are not finite is skipped.
     Returns the global batch's ``loss``, the probe's ``probe_loss`` and its number of
-    correct answers ``probe_correct``, the same on every rank. A non-finite loss raises
-    :class:`TrainingDiverged` before any weight changes.
+    correct answers ``probe_correct``, the same on every rank, and ``skipped`` (1.0 when the
+    scaler skipped the step). A non-finite loss raises :class:`TrainingDiverged` before any
+    weight changes; non-finite gradients of a finite loss do not (the scaler's business).
     """
     if views is None:
         views = make_views(images, cfg, generator, rank, world)          # (b, n, 3, S, S)
@@ -120,7 +132,7 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
         x = x.contiguous(memory_format=torch.channels_last)
     if chunks > 1:
         shown = chunked_backward(net, optimizer, x, labels, b=b, n=n, chunks=chunks, cfg=cfg,
-                                 world=world)
+                                 world=world, scaler=scaler)
     else:
         with autocast(x.device, cfg.precision):
             z, logits = net(x, b, n)                                     # z: (b, n, D)
@@ -128,10 +140,29 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
         shown = _shown_or_raise(loss, probe_loss, correct, world)
         total = loss if logits is None else loss + probe_loss
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
-    optimizer.step()
+        _scaled(total, scaler).backward()
+    skipped = _optimizer_step(optimizer, scaler)
     loss_value, probe_value, correct_value = shown.tolist()
-    return {"loss": loss_value, "probe_loss": probe_value, "probe_correct": correct_value}
+    return {"loss": loss_value, "probe_loss": probe_value, "probe_correct": correct_value,
+            "skipped": float(skipped)}
+
+
+def _scaled(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> torch.Tensor:
+    """``loss`` times the scaler's scale (fp16), or ``loss`` itself without a scaler."""
+    return loss if scaler is None else scaler.scale(loss)
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler | None) -> bool:
+    """Take the step; with a scaler, unscale the gradients first, and skip the step when
+    one of them is not finite (the scale then shrinks). Returns whether it was skipped."""
+    if scaler is None:
+        optimizer.step()
+        return False
+    before = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale() < before
 
 
 def _objective(z: torch.Tensor, logits: torch.Tensor | None, labels: torch.Tensor,
@@ -164,7 +195,8 @@ def _shown_or_raise(loss: torch.Tensor, probe_loss: torch.Tensor, correct: torch
 
 def chunked_backward(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                      labels: torch.Tensor, *, b: int, n: int, chunks: int, cfg: Config,
-                     world: int = 1) -> torch.Tensor:
+                     world: int = 1, scaler: torch.amp.GradScaler | None = None
+                     ) -> torch.Tensor:
     """The gradient of the whole batch's loss, with the activations of one chunk in memory
     (GradCache, Gao et al. 2021). x: (b n, 3, S, S), labels: (b,); K = ``chunks`` divides b.
 
@@ -177,7 +209,9 @@ def chunked_backward(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.
     accumulation (a loss per chunk) would train another objective. BatchNorm normalises
     each chunk with the chunk's statistics, as K processes without ``sync_bn`` do; its
     running statistics change once per step, by the first chunk's statistics (DDP keeps
-    rank 0's). Under DDP, gradients are averaged once, after the last chunk. Returns what
+    rank 0's). Under DDP, gradients are averaged once, after the last chunk. With fp16's
+    ``scaler``, g is the gradient of the scaled loss and each chunk's probe loss is scaled
+    alike, so every chunk's backward carries the same scale. Returns what
     :func:`_shown_or_raise` returns; leaves the gradients in the parameters.
     """
     rows = [slice(j * b // chunks, (j + 1) * b // chunks) for j in range(chunks)]
@@ -188,7 +222,7 @@ def chunked_backward(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.
     logits = None if outputs[0][1] is None else torch.cat([out[1] for out in outputs])
     loss, probe_loss, correct = _objective(z, logits, labels, cfg)
     shown = _shown_or_raise(loss, probe_loss, correct, world)
-    (grad,) = torch.autograd.grad(loss, z)                               # (b, n, D)
+    (grad,) = torch.autograd.grad(_scaled(loss, scaler), z)              # (b, n, D)
     optimizer.zero_grad(set_to_none=True)
     for j, r in enumerate(rows):
         last = j == chunks - 1  # DDP all-reduces the summed gradients after the last chunk
@@ -201,8 +235,8 @@ def chunked_backward(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.
                 z_chunk, logits_chunk = net(x[r.start * n:r.stop * n], r.stop - r.start, n)
             outputs, grads = [z_chunk], [grad[r]]
             if logits_chunk is not None:   # the probe's mean cross-entropy, this chunk's part
-                outputs.append(F.cross_entropy(logits_chunk.float(), labels[r],
-                                               reduction="sum") / b)
+                outputs.append(_scaled(F.cross_entropy(logits_chunk.float(), labels[r],
+                                                       reduction="sum") / b, scaler))
                 grads.append(None)
             torch.autograd.backward(outputs, grads)
     return shown
@@ -348,19 +382,46 @@ def choose_chunks(cfg: Config, trainee: Trainee, device: torch.device, world: in
 
 
 def probe_accuracy(trainee: Trainee, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                   cfg: Config) -> float:
+                   cfg: Config, *, lengths: Iterable[int] | None = None, rank: int = 0,
+                   world: int = 1) -> float:
     """Accuracy of the online probe on held-out ``(images (B, 3, H, W), labels (B,))``:
     the bag mean of ``n_patches`` random patches per image (no augmentation, a fixed seed),
-    in the embedding space, in eval mode."""
+    in the embedding space, in eval mode.
+
+    Under torchrun every rank reads its rows of each global held-out batch
+    (``data.validation(size, rank=, world=)``, rows ``data.rank_rows``) and ``lengths``
+    gives the global batches' lengths (``data.held_out_batches``): each rank draws the
+    patch positions of the whole global batch and keeps its rows, and the counts are
+    all-reduced, so every rank returns the one-process accuracy and none waits in a
+    collective while another validates. ``lengths`` None: each batch is a whole batch."""
+    correct, count = probe_counts(trainee, batches, cfg, lengths=lengths, rank=rank,
+                                  world=world)
+    device = model_device(trainee)
+    totals = torch.tensor([correct, count], dtype=torch.float64,
+                          device=device if device.type == "cuda" else "cpu")
+    if world > 1:
+        dist.all_reduce(totals)
+    return totals[0].item() / max(totals[1].item(), 1.0)
+
+
+def probe_counts(trainee: Trainee, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                 cfg: Config, *, lengths: Iterable[int] | None = None, rank: int = 0,
+                 world: int = 1) -> tuple[int, int]:
+    """(correct answers, images) of the online probe on this rank's rows of the held-out
+    batches, as :func:`probe_accuracy` describes; no collective."""
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     correct, count = 0, 0
+    lengths = iter(lengths) if lengths is not None else None
     with evaluation_mode(trainee):
-        for images, labels in batches:
-            patches, _ = random_patches(to_unit_float(images), cfg.patch_size, cfg.n_patches,
-                                        generator=generator)             # (B, n, 3, s, s)
-            with autocast(images.device, cfg.precision):
+        for images, labels in batches:  # data.validation yields no empty share
+            length = len(labels) if lengths is None else next(lengths)
+            rows = rank_rows(length, rank, world)
+            boxes = random_boxes(length, *images.shape[-2:], cfg.patch_size, cfg.n_patches,
+                                 generator=generator)[rows].to(images.device)
+            patches = crop_boxes(to_unit_float(images), boxes, cfg.patch_size)
+            with autocast(images.device, cfg.precision):                 # (b, n, 3, s, s)
                 h = embed_patches(trainee.model, patches, "embedding", cfg.patch_out or None)
             logits = trainee.probe(h.mean(dim=1))
             correct += int((logits.argmax(dim=1) == labels).sum())
             count += len(labels)
-    return correct / max(count, 1)
+    return correct, count

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from cooc_minimal.checkpoint import save_checkpoint
 from cooc_minimal.config import Config, save_config, validate_config
-from cooc_minimal.data import LoaderData, TensorData, epoch_order, make_data
+from cooc_minimal.data import LoaderData, TensorData, epoch_order, held_out_batches, make_data
 from cooc_minimal.distributed import any_rank, rank, world_size
 from cooc_minimal.optim import warmup_cosine
 from cooc_minimal.runs import (
@@ -54,8 +54,15 @@ from cooc_minimal.runs import (
     restore_state,
     run_status,
     run_summary,
+    train_arguments,
 )
-from cooc_minimal.runtime import configure_cuda, pick_device, positive_int
+from cooc_minimal.runtime import (
+    configure_cuda,
+    deterministic_algorithms,
+    grad_scaler,
+    pick_device,
+    resolve_precision,
+)
 from cooc_minimal.step import (
     Trainee,
     build_optimizer,
@@ -120,13 +127,15 @@ class Run:
     generator: torch.Generator  # patch boxes and views: the same draws on every rank
     state: RunState
     chunks: int = 1  # batch_chunks as a number (choose_chunks resolves 'auto')
+    scaler: torch.amp.GradScaler | None = None  # fp16's (runtime.grad_scaler)
 
     def save(self) -> None:
         """Write ``last.pt`` (rank 0 only): weights, optimizer, counters, random states."""
         if self.ctx.main:
             save_checkpoint(self.out / CHECKPOINT, checkpoint_state(
                 self.state, cfg=self.cfg, trainee=self.trainee, optimizer=self.optimizer,
-                generator=self.generator, world=self.ctx.world))
+                generator=self.generator, world=self.ctx.world, scaler=self.scaler,
+                precision=resolve_precision(self.ctx.device, self.cfg.precision)))
 
 
 def train(cfg: Config, out_dir: str | Path, resume: bool = False,
@@ -144,13 +153,15 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False,
     Returns a summary: ``steps``, ``epochs``, ``finished``, ``stopped`` (why it ended early,
     or None), the last epoch's ``loss``, ``probe_acc`` and ``val_acc``, ``elapsed_s`` and
     the paths. A non-finite loss raises :class:`TrainingDiverged` (checkpoint untouched).
-    The folder is locked for the whole call: a second run into it is refused.
+    The folder is locked for the whole call: a second run into it is refused. The
+    precision it computes in (``precision = 'auto'`` resolved) is printed at the start
+    (with ``progress``) and saved in ``last.pt`` (``precision``).
     """
-    out = _checked_arguments(out_dir, resume, stop_after_epochs)
+    out = train_arguments(out_dir, resume, stop_after_epochs)
     cfg = validate_config(cfg, launched_world_size())
-    with joined_processes(cfg.device) as ctx, \
+    with deterministic_algorithms(cfg.deterministic), joined_processes(cfg.device) as ctx, \
             locked_run_folder(out, resume=resume, main=ctx.main, device=ctx.device):
-        configure_cuda(ctx.device, cfg.precision)
+        configure_cuda(ctx.device, cfg.precision, deterministic=cfg.deterministic)
         cfg, saved = prepare_folder(cfg, out, resume)
         check_step_memory(cfg, ctx.world, ctx.device)
         data = make_data(cfg, ctx.device)
@@ -159,12 +170,13 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False,
         run = Run(cfg=cfg, out=out, ctx=ctx, data=data, trainee=trainee,
                   optimizer=build_optimizer(cfg, trainee),
                   generator=torch.Generator().manual_seed(cfg.seed), state=state,
-                  chunks=choose_chunks(cfg, trainee, ctx.device, ctx.world))
-        if cfg.batch_chunks == "auto" and ctx.main and progress:
-            print(f"batch_chunks = auto: {run.chunks} chunk(s) per process", file=sys.stderr)
+                  chunks=choose_chunks(cfg, trainee, ctx.device, ctx.world),
+                  scaler=grad_scaler(ctx.device, cfg.precision))
+        if ctx.main and progress:
+            _say_setup(run)
         if saved is not None:
             restore_state(saved, state, trainee=trainee, optimizer=run.optimizer,
-                          generator=run.generator, path=out / CHECKPOINT)
+                          generator=run.generator, path=out / CHECKPOINT, scaler=run.scaler)
         if state.finished:
             return run_summary(state, cfg=cfg, out=out, stopped="already finished", wall_s=0.0)
         if ctx.main:
@@ -201,7 +213,7 @@ def train_epochs(run: Run, *, stop_after_epochs: int | None = None, progress: bo
                 try:
                     out = train_step(net, optimizer, images, labels, cfg=cfg,
                                      generator=run.generator, rank=ctx.rank, world=ctx.world,
-                                     chunks=run.chunks)
+                                     chunks=run.chunks, scaler=run.scaler)
                 except TrainingDiverged as error:
                     raise diverged(error, cfg=cfg, state=state,
                                    checkpoint=run.out / CHECKPOINT) from None
@@ -220,9 +232,8 @@ def train_epochs(run: Run, *, stop_after_epochs: int | None = None, progress: bo
                         and state.step % state.steps_per_epoch:  # epoch ends save anyway
                     run.save()
             row = state.end_epoch(lr=optimizer.param_groups[0]["lr"], probe=cfg.probe)
-            if cfg.probe and ctx.main:  # no gradients kept: 512 images a batch or more
-                row["val_acc"] = probe_accuracy(
-                    run.trainee, data.validation(max(cfg.batch_size, 512)), cfg)
+            if cfg.probe:  # every rank its share of the held-out images: none waits
+                row["val_acc"] = _validation_accuracy(run)
             if log is not None:
                 log.write(row)
             run.save()
@@ -230,6 +241,24 @@ def train_epochs(run: Run, *, stop_after_epochs: int | None = None, progress: bo
                     and not state.finished:
                 return f"--stop-after-epochs {stop_after_epochs}"
     return None
+
+
+def _say_setup(run: Run) -> None:
+    """One line on stderr: the device, the precision it computes in, the chunks."""
+    scaled = " with a GradScaler" if run.scaler is not None else ""
+    print(f"{run.cfg.name}: {run.ctx.world} process(es) on {run.ctx.device.type}, precision "
+          f"{resolve_precision(run.ctx.device, run.cfg.precision)}{scaled}, "
+          f"{run.chunks} chunk(s) per process"
+          f"{', deterministic' if run.cfg.deterministic else ''}", file=sys.stderr)
+
+
+def _validation_accuracy(run: Run) -> float:
+    """The online probe's accuracy on the held-out images, 512 a batch or more (no
+    gradients kept): each rank embeds its rows of every batch, the counts are summed."""
+    size, ctx = max(run.cfg.batch_size, 512), run.ctx
+    return probe_accuracy(run.trainee, run.data.validation(size, rank=ctx.rank, world=ctx.world),
+                          run.cfg, lengths=held_out_batches(run.data.held_out_size, size),
+                          rank=ctx.rank, world=ctx.world)
 
 
 def _distributed(trainee: Trainee, cfg: Config, ctx: Context) -> nn.Module:
@@ -258,16 +287,6 @@ def ensure_trained(cfg: Config, out_dir: str | Path, progress: bool = True) -> P
     if status != "finished":
         train(cfg, out, resume=status == "unfinished", progress=progress)
     return out / CHECKPOINT
-
-
-def _checked_arguments(out_dir: Any, resume: Any, stop_after_epochs: Any) -> Path:
-    if not isinstance(out_dir, str | os.PathLike) or not str(out_dir):
-        raise ValueError(f"out_dir must be a folder path, got {out_dir!r}.")
-    if not isinstance(resume, bool):
-        raise ValueError(f"resume must be True or False, got {resume!r}.")
-    if stop_after_epochs is not None:
-        positive_int("stop_after_epochs", stop_after_epochs)
-    return Path(out_dir).expanduser()
 
 
 if __name__ == "__main__":

@@ -339,3 +339,83 @@ def test_dataloader_workers_persist_across_epochs_and_never_outnumber_the_cores(
     assert loaders[0] is loaders[1] and loaders[0].persistent_workers
     cores = len(os.sched_getaffinity(0))
     assert usable_workers(10 * cores) == cores and usable_workers(0) == 0
+
+
+def test_a_run_saved_with_more_cuda_rng_states_than_gpus_resumes(straight, tmp_path,
+                                                                 monkeypatch):
+    # Saved on 8 GPUs (8 CUDA generator states), resumed where 1 is visible: device 0's
+    # state is restored, the others are left, and the run ends as the straight run does.
+    out = tmp_path / "run"
+    train(tiny_config(), out, stop_after_epochs=1, progress=False)
+    state = torch.load(out / "last.pt", weights_only=True)
+    state["rng"]["cuda"] = [torch.full((16,), i, dtype=torch.uint8) for i in range(8)]
+    torch.save(state, out / "last.pt")
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda new, device="cuda": restored.append((device, new)))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all",
+                        lambda: [torch.zeros(16, dtype=torch.uint8)])
+    summary = train(tiny_config(), out, resume=True, progress=False)
+    assert summary["finished"] and [device for device, _ in restored] == [0]
+    assert torch.equal(restored[0][1], state["rng"]["cuda"][0])
+    _same_weights(out / "last.pt", straight / "last.pt", 1e-6)
+
+
+@pytest.mark.parametrize("world", [2, 3, 8])
+def test_ranks_share_the_held_out_batches_and_their_counts_add_up(world):
+    from cooc_minimal.data import TensorData, held_out_batches
+    from cooc_minimal.step import build_trainee, probe_counts
+
+    g = torch.Generator().manual_seed(0)
+    held_out = (torch.randint(0, 256, (37, 3, 32, 32), dtype=torch.uint8, generator=g),
+                torch.randint(0, 3, (37,), generator=g))
+    data = TensorData(held_out[0][:8], held_out[1][:8], torch.device("cpu"), validation=held_out)
+    cfg = tiny_config()
+    trainee = build_trainee(cfg, 3, torch.device("cpu"))
+    lengths = held_out_batches(data.held_out_size, 8)
+    assert lengths == [8, 8, 8, 8, 5]
+    one = probe_counts(trainee, data.validation(8), cfg, lengths=lengths)
+    shares = [probe_counts(trainee, data.validation(8, rank=r, world=world), cfg,
+                           lengths=lengths, rank=r, world=world) for r in range(world)]
+    assert one[1] == 37 and tuple(map(sum, zip(*shares, strict=True))) == one
+    labels = torch.cat([y for r in range(world) for _, y in data.validation(8, rank=r,
+                                                                             world=world)])
+    assert sorted(labels.tolist()) == sorted(held_out[1].tolist())
+
+
+def test_two_ranks_validate_their_shares_to_the_accuracy_of_one_process(tmp_path):
+    # The held-out accuracy under torchrun: every rank embeds its rows of each batch and the
+    # counts are all-reduced (no rank waits in a collective while rank 0 validates alone).
+    import json
+    import socket
+
+    from train_tiny import TINY
+
+    settings = {**TINY, "sync_bn": True, "epochs": 1}
+    overrides = [a for k, v in settings.items()
+                 for a in ("--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}")]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    report, out = tmp_path / "report", tmp_path / "report" / "run"
+    report.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               "--nnodes=1", "--master_addr=127.0.0.1", f"--master_port={port}",
+               str(Path(__file__).with_name("train_distributed_worker.py")), str(report), "--",
+               "--config", "smoke", "--out", str(out), "--no-progress", *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COOC_SCALE": "smoke"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, f"torchrun failed:\n{done.stdout}\n{done.stderr}"
+    assert json.loads((report / "rank1.json").read_text())["code"] == 0
+    single = train(tiny_config(sync_bn=True, epochs=1, name="smoke"), tmp_path / "one",
+                   progress=False)
+
+    def val_acc(run):
+        with open(run / "metrics.csv", newline="") as f:
+            return [float(r["val_acc"]) for r in csv.DictReader(f) if r["kind"] == "epoch"]
+
+    assert len(val_acc(out)) == 1 and val_acc(out)[0] > 0
+    assert val_acc(out) == pytest.approx([single["val_acc"]], abs=1e-3)  # 2 of 2000 images
