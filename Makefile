@@ -19,7 +19,7 @@ NOTEBOOKS := $(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters ex
 SLOWEST := --slowest-file $(CURDIR)/book/_build/slowest.json
 export COOC_SCALE ?= smoke
 
-.PHONY: help book check-render test quick lint unit notebooks check-exercises student-copy grade benchmarks reproduce-cpu clean
+.PHONY: help book check-render test quick lint unit notebooks check-exercises student-copy grade benchmarks gpu-check reproduce-cpu clean
 
 help:
 	@echo "make book                     execute every notebook (smoke scale), build book/_build/html"
@@ -32,6 +32,7 @@ help:
 	@echo "make student-copy DEST=dir    copy the committed course without the solutions"
 	@echo "make grade SUBMISSIONS=dir [OUT=grades]   grade a class: grades.csv, Gradescope JSON"
 	@echo "make reproduce-cpu            chapters 5 and 7 from fresh toy runs: cooc_minimal/results/*.json"
+	@echo "make gpu-check                one command on a GPU machine (under 5 min): benchmarks/results/gpu_<card>.json"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -88,6 +89,12 @@ grade: $(STAMP)
 
 benchmarks: $(STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python "$$script"; done
+
+# The GPU machine's check: device, each appendix C config at the paper's batch (seconds per
+# step, peak memory, chunks), compile/channels_last/precision speed-ups, stop and resume,
+# the evaluation command, 16/24 GB cards, the CUDA tests (benchmarks/gpu_check.py).
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
 
 # Chapters 5 and 7 at smoke scale from fresh toy runs, and the bag-embedding benchmark:
 # cooc_minimal/results/*.json (each figure with its seed, command, commit and time).
