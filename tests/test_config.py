@@ -152,7 +152,7 @@ BAD = [
     (["warmup_epochs=4"], "warmup_epochs = 4.0 is not allowed: it must not exceed epochs = 3"),
     (["image_size=64"], "image_size = 64 is not allowed: toyworld images are 32x32"),
     (["epochs"], "the override 'epochs' is not key=value"),
-    (["precision=fp16"], "precision = 'fp16' is unknown"),
+    (["precision=fp8"], "precision = 'fp8' is unknown"),
     (["projector=10000000000"], "each width must be at most 65536"),  # not a 5 TB allocation
     (["width=100000"], "width = 100000 is not allowed: it must be at most 4096"),
     (["loss_coeffs=5"], "loss_coeffs is a table of coefficients, not one value"),
