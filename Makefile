@@ -32,7 +32,7 @@ help:
 	@echo "make student-copy DEST=dir    copy the committed course without the solutions"
 	@echo "make grade SUBMISSIONS=dir [OUT=grades]   grade a class: grades.csv, Gradescope JSON"
 	@echo "make reproduce-cpu            chapters 5 and 7 from fresh toy runs: cooc_minimal/results/*.json"
-	@echo "make gpu-check                one command on a GPU machine (under 5 min): benchmarks/results/gpu_<card>.json"
+	@echo "make gpu-check                one command on a GPU machine (under 5 min): cooc_minimal/results/gpu_<card>.json"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

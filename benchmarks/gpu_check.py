@@ -1,6 +1,6 @@
 """Check a GPU machine in one command (``make gpu-check``), in under 5 minutes on one GPU.
 
-What it measures and writes to ``benchmarks/results/gpu_<card>.json`` (the card's name in
+What it measures and writes to ``cooc_minimal/results/gpu_<card>.json`` (the card's name in
 lower case, other characters as ``_``; ``cpu`` without a GPU), with the command, the commit
 and the machine:
 
@@ -48,6 +48,7 @@ from pathlib import Path
 import torch
 
 from cooc_minimal.config import Config, load_config
+from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import grad_scaler, has_native_bf16, pick_device, resolve_precision
 from cooc_minimal.step import (
     activation_bytes_per_image,
@@ -59,7 +60,6 @@ from cooc_minimal.step import (
 from cooc_minimal.train import train
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "benchmarks" / "results"
 CONFIGS = ("cifar10_vicreg", "cifar10_spectral", "cifar10_tcr", "cifar10_simclr",
            "imagenet100_vicreg", "imagenet_vicreg_multiscale")
 CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet100": 100, "imagenet": 1000}
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="tiny batches, one timed step, the CUDA tests listed not run")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 3)")
     parser.add_argument("--save", default=None,
-                        help="JSON path (default benchmarks/results/gpu_<card>.json; '' none)")
+                        help="JSON path (default cooc_minimal/results/gpu_<card>.json; '' none)")
     args = parser.parse_args(argv)
     device = pick_device("auto")
     steps = args.steps or (1 if args.quick else 3)
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> dict:
                           "threads": torch.get_num_threads()},
               "card": card_name(info["name"]), "quick": args.quick, "steps": steps,
               **record, "total_seconds": round(time.perf_counter() - started, 1)}
-    save = args.save if args.save is not None else str(RESULTS / f"gpu_{record['card']}.json")
+    save = args.save if args.save is not None else str(result_path(f"gpu_{record['card']}"))
     if save:
         Path(save).parent.mkdir(parents=True, exist_ok=True)
         Path(save).write_text(json.dumps(record, indent=1) + "\n")

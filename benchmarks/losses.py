@@ -5,7 +5,7 @@
 Prints two markdown tables: the time of each two-view loss (and of the four
 multi-patch losses, on B x n = 1024 patches), then tcr_loss through the N x N Gram
 matrix against the D x D one, and saves both as JSON (default
-``benchmarks/results/losses.json``; ``--save ""`` skips it), which chapter 3 shows.
+``cooc_minimal/results/losses.json``; ``--save ""`` skips it), which chapter 3 shows.
 det(I_D + c Z^T Z) = det(I_N + c Z Z^T), so when N << D
 the N x N form saves a D^3 factorisation. Each time is the fastest of 10 runs at D = 128,
 3 at D = 2048 and 2 at D = 8192, after one untimed run; the D x D form at D = 8192 (many
@@ -33,6 +33,7 @@ from cooc_minimal.losses import (
     tcr_loss,
     vicreg_loss,
 )
+from cooc_minimal.paths import result_path
 
 TWO_VIEW: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "spectral": spectral_loss,
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=1024, help="batch size N (default 1024)")
     parser.add_argument("--dims", type=int, nargs="+", default=[128, 2048, 8192],
                         help="embedding dimensions D (default 128 2048 8192)")
-    parser.add_argument("--save", default=str(Path(__file__).parent / "results" / "losses.json"),
+    parser.add_argument("--save", default=str(result_path("losses")),
                         help="where to write the results as JSON ('' to skip)")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "

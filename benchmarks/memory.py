@@ -12,7 +12,7 @@ chapter 6 turns the table into the batch chunks each card needs (``batch_chunks`
     python benchmarks/memory.py                 # prints the table, writes the JSON
     python benchmarks/memory.py --save ""       # prints only
 
-Saved as ``benchmarks/results/memory_cpu.json`` with the command, the commit and the machine.
+Saved as ``cooc_minimal/results/memory_cpu.json`` with the command, the commit and the machine.
 Takes about a minute on 2 cores (the ImageNet losses on 1024 x 8192 dominate).
 """
 
@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from cooc_minimal.config import load_config
+from cooc_minimal.paths import result_path
 from cooc_minimal.step import activation_bytes_per_image, build_trainee, loss_bytes
 
 CONFIGS = ("cifar10_vicreg", "cifar10_spectral", "cifar10_tcr", "cifar10_simclr",
@@ -40,7 +41,7 @@ CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet100": 100, "imagenet": 1000}
 #: comes through DataLoader workers, a batch at a time)
 RESIDENT = {"cifar10": 50_000 * 3 * 32 * 32, "cifar100": 50_000 * 3 * 32 * 32}
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SAVE = REPO / "benchmarks" / "results" / "memory_cpu.json"
+DEFAULT_SAVE = result_path("memory_cpu")
 
 
 def measure(name: str) -> dict:

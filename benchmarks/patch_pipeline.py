@@ -15,7 +15,7 @@ single-core per-image pipeline) and on all of torch's threads.
     python benchmarks/patch_pipeline.py --view 1 --n 16   # the view that always blurs
 
 The table is also saved, with the machine it was measured on, as JSON (default
-``benchmarks/results/patch_pipeline.json``; ``--save ""`` skips it): chapter 4 shows
+``cooc_minimal/results/patch_pipeline.json``; ``--save ""`` skips it): chapter 4 shows
 the recorded table from that file.
 """
 
@@ -37,6 +37,7 @@ from torchvision import transforms as T
 
 from cooc_minimal.augment import BYOL_VIEW_1, BYOL_VIEW_2, ViewConfig, augment
 from cooc_minimal.patches import random_patches
+from cooc_minimal.paths import result_path
 
 
 class PilBlur:
@@ -88,8 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--view", type=int, choices=(1, 2), default=2,
                         help="BYOL view: 1 always blurs, 2 blurs 10%% and solarises 20%% (2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each pipeline (5)")
-    parser.add_argument("--save", default=str(Path(__file__).parent / "results" /
-                                              "patch_pipeline.json"),
+    parser.add_argument("--save", default=str(result_path("patch_pipeline")),
                         help="where to write the results as JSON ('' to skip)")
     args = parser.parse_args(argv)
 

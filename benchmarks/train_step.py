@@ -20,7 +20,7 @@ same tables are measured for ResNet-18 at the CIFAR-10 settings (batch 1024, 4 p
     python benchmarks/train_step.py                  # the table for this machine
     python benchmarks/train_step.py --no-compile     # skip torch.compile (slow to compile)
 
-Saved as JSON (default ``benchmarks/results/train_step_<cpu|cuda>.json``; ``--save ""``
+Saved as JSON (default ``cooc_minimal/results/train_step_<cpu|cuda>.json``; ``--save ""``
 skips it), with the machine and its load; chapter 6 shows the recorded CPU table.
 """
 
@@ -41,6 +41,7 @@ from torchvision.transforms import v2
 from cooc_minimal.augment import ViewConfig, default_blur_kernel
 from cooc_minimal.config import Config, load_config
 from cooc_minimal.data import TensorData, epoch_order
+from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import pick_device
 from cooc_minimal.step import build_optimizer, build_trainee, train_step
 from cooc_minimal.views import make_views, view_plan
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
               "steps": args.steps, "repeats": args.repeats, "model_options": options,
               "data_paths": paths}
     save = args.save if args.save is not None else str(
-        Path(__file__).with_name("results") / f"train_step_{device.type}.json")
+        result_path(f"train_step_{device.type}"))
     if save:
         Path(save).write_text(json.dumps(record, indent=1) + "\n")
         print(f"\nsaved {save}")

@@ -72,13 +72,13 @@ def test_a_notebook_shows_only_public_library_code(path):
 
 # A figure stated in prose must be one that a run recorded (issue 16): the README and every
 # chapter's Markdown may state a percentage, or a number with 2 or 3 decimals, only if some
-# number in cooc_minimal/results/*.json or benchmarks/results/*.json rounds to it (a percentage
+# number in cooc_minimal/results/*.json rounds to it (a percentage
 # may be recorded as a fraction). Formulas and code are not prose: math ($...$, $$...$$),
 # code spans and blocks, and version numbers are skipped. What stays is typed text, where a
 # number can drift from the run it came from. An integer percentage is checked at its own
 # precision (within half a point), so it can match some unrelated recorded number by chance:
 # the check is exact for 91.1% or 0.93, weak for "about 30%".
-RESULT_DIRS = ("cooc_minimal/results", "benchmarks/results")
+RESULT_DIRS = ("cooc_minimal/results",)
 NOT_PROSE = re.compile(r"```.*?```|\$\$.*?\$\$|\$[^$\n]+\$|`[^`\n]+`|<!--.*?-->", re.S)
 VERSION = re.compile(r"(?:python3?|torch|pytorch|cuda)\W{0,3}\d+(?:\.\d+)+"
                      r"|\d+(?:\.\d+)+\s+or\s+newer", re.I)

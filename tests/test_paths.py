@@ -14,8 +14,8 @@ import pytest
 from cooc_minimal import paths
 
 REPO = Path(__file__).resolve().parents[1]
-CHAPTERS_WITH_RUNS = ("05_toy_world_on_a_cpu", "07_evaluating_bags", "08_local_aggregation",
-                      "09_looking_inside")
+CHAPTERS_WITH_RUNS = ("05_toy_world_on_a_cpu", "06_training_at_scale", "07_evaluating_bags",
+                      "08_local_aggregation", "09_looking_inside")
 
 
 def test_in_a_clone_runs_go_to_the_repository_unless_told(monkeypatch, tmp_path):
@@ -45,14 +45,16 @@ def test_a_wrong_name_is_one_sentence(name):
     assert len(str(caught.value).splitlines()) == 1
 
 
-def first_code_cell(chapter: str) -> str:
+def setup_cell(chapter: str) -> str:
+    """The chapter's setup: its first code cell that sets RUNS (imports, folders)."""
     cells = json.loads((REPO / "chapters" / f"{chapter}.ipynb").read_text())["cells"]
-    return "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+    return next("".join(c["source"]) for c in cells
+                if c["cell_type"] == "code" and "RUNS = " in "".join(c["source"]))
 
 
 def test_chapters_start_with_no_repository_around(tmp_path):
     """As after `pip install` on Colab: the package alone on the path, the current folder
-    empty. Each chapter's first cell must run and put its runs in ./runs; the recorded
+    empty. Each chapter's setup cell must run and put its runs in ./runs; the recorded
     figures must still read."""
     site, work = tmp_path / "site", tmp_path / "work"
     work.mkdir()
@@ -70,7 +72,7 @@ def test_chapters_start_with_no_repository_around(tmp_path):
         "    found[name] = str(scope['RUNS'])",
         "print(json.dumps(found))",
     ])
-    cells = {name: first_code_cell(name) for name in CHAPTERS_WITH_RUNS}
+    cells = {name: setup_cell(name) for name in CHAPTERS_WITH_RUNS}
     env = {k: v for k, v in os.environ.items() if k not in ("COOC_RUNS", "PYTHONPATH")}
     env.update(PYTHONPATH=str(site), MPLBACKEND="Agg", OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-c", script, json.dumps(cells)], cwd=work,
