@@ -13,9 +13,12 @@ STAGE := $(CURDIR)/book/_build/stage
 STAGED_FLAGS := --config $(STAGE)/book/_config_executed.yml --toc $(STAGE)/book/_toc.yml \
 	--path-output $(CURDIR)/book -W --keep-going --all
 # The unit tests in two workers on the two cores, one torch thread each (1.3x faster than
-# one process); the notebooks in one process, in order: chapters share trained toy runs.
+# one process). They train the runs the chapters share (tests/test_claims.py), so the
+# notebooks run in two workers too, a whole notebook per worker at a time (the README gives
+# the times): ensure_trained waits for a run another process is training, never trains twice.
 UNIT := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
-NOTEBOOKS := $(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters exercises
+NOTEBOOKS := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax \
+	--nbval-current-env chapters exercises
 SLOWEST := --slowest-file $(CURDIR)/book/_build/slowest.json
 export COOC_SCALE ?= smoke
 

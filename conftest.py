@@ -8,7 +8,8 @@
   modules that chapter teaches (``cooc_minimal.MODULES``), e.g. ``--chapter 07``.
 - At the end, the ten slowest notebooks (all their cells) and tests, with their seconds;
   ``--slowest-file PATH`` adds this session's to those of earlier sessions kept in PATH, so
-  ``make test`` (unit tests in two workers, then the notebooks in order) ends with one list.
+  ``make test`` (unit tests in two workers, then the notebooks in two workers) ends with one
+  list.
 """
 
 from __future__ import annotations

@@ -75,6 +75,15 @@ class RunFolderError(ValueError):
     """The run folder holds something that does not fit the request (another run, no run)."""
 
 
+class RunFolderBusy(RunFolderError):
+    """Another run holds the run folder's lock: it is training there now. ``ours``: the
+    holder is this very process (then waiting for it would never end)."""
+
+    def __init__(self, message: str, ours: bool = False) -> None:
+        super().__init__(message)
+        self.ours = ours
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite (``loss``); the step was not taken and the last good
     checkpoint was left untouched."""
@@ -133,9 +142,9 @@ def _take_lock(path: Path) -> int:
         except OSError as error:
             os.close(fd)
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunFolderError(f"Another run ({_holder(path)}) is writing to "
-                                     f"{path.parent}: wait for it to end, or pass another "
-                                     f"--out folder.") from None
+                raise RunFolderBusy(f"Another run ({_holder(path)}) is writing to "
+                                    f"{path.parent}: wait for it to end, or pass another "
+                                    f"--out folder.", ours=_held_by_us(path)) from None
             print(f"warning: {path.parent} cannot be locked ({error.strerror}); make sure no "
                   f"other run writes there.", file=sys.stderr)
             return -1
@@ -150,6 +159,41 @@ def _take_lock(path: Path) -> int:
         os.close(fd)
     raise RunFolderError(f"The lock {path} kept changing hands: wait for the other runs in "
                          f"{path.parent} to end, or pass another --out folder.")
+
+
+def _held_by_us(path: Path) -> bool:
+    try:
+        return path.read_text().split(" ")[0] == str(os.getpid())
+    except OSError:
+        return False
+
+
+def wait_while_busy(out: Path) -> Path:
+    """``out``, once no other process holds its lock (at once if none does, or if this
+    process holds it): how ``ensure_trained`` shares a run that another notebook or test
+    is training now."""
+    if fcntl is None or _held_by_us(out / LOCK):
+        return out
+    try:
+        fd = os.open(out / LOCK, os.O_RDONLY)
+    except OSError:  # no lock file: no run holds the folder
+        return out
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # blocks while a run holds it exclusively
+    finally:
+        os.close(fd)
+    return out
+
+
+@contextlib.contextmanager
+def unless_busy_elsewhere() -> Iterator[None]:
+    """Swallow :class:`RunFolderBusy` raised because another process took the folder (the
+    caller waits and looks again); a folder this process holds still raises."""
+    try:
+        yield
+    except RunFolderBusy as busy:
+        if busy.ours:
+            raise
 
 
 def remove_temporaries(out: Path) -> list[str]:

@@ -55,6 +55,8 @@ from cooc_minimal.runs import (
     run_status,
     run_summary,
     train_arguments,
+    unless_busy_elsewhere,
+    wait_while_busy,
 )
 from cooc_minimal.runtime import (
     configure_cuda,
@@ -274,18 +276,16 @@ def ensure_trained(cfg: Config, out_dir: str | Path, progress: bool = True) -> P
     """The checkpoint of ``cfg`` trained to the end in ``out_dir``, training only if needed.
 
     - ``out_dir/last.pt`` of the same config (outside :data:`RUNTIME_KEYS`), finished:
-      returned at once;
-    - the same config, unfinished: resumed to the end;
+      returned at once; the same config, unfinished: resumed to the end;
     - no run (the folder is absent, empty, or holds only a config.toml/metrics.csv of the
       same config, left by a run stopped before its first checkpoint): trained from scratch;
-    - anything else (another config's run, other files): refused with a sentence; nothing
-      is deleted or overwritten.
+    - anything else (another config's run, other files): refused with a sentence.
+    A run another process is training in ``out`` now is waited for, then looked at again.
     """
-    out = Path(out_dir).expanduser()
-    cfg = validate_config(cfg)
-    status = run_status(cfg, out)
-    if status != "finished":
-        train(cfg, out, resume=status == "unfinished", progress=progress)
+    out, cfg = Path(out_dir).expanduser(), validate_config(cfg)
+    while (status := run_status(cfg, wait_while_busy(out))) != "finished":
+        with unless_busy_elsewhere():  # taken by another process between our look and start
+            train(cfg, out, resume=status == "unfinished", progress=progress)
     return out / CHECKPOINT
 
 

@@ -320,3 +320,29 @@ def test_save_checkpoint_names_a_full_disk(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="no space left on the device"):
         save_checkpoint(path, {"model": {}, "config": {}})
     assert load_checkpoint(path)["model"] == {}
+
+
+SHARER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[2])
+    from train_tiny import tiny_config
+    from cooc_minimal.train import ensure_trained
+    print(ensure_trained(tiny_config(epochs=3), sys.argv[1], progress=False), flush=True)
+""")
+
+
+def test_two_processes_that_need_the_same_run_share_one_training(tmp_path):
+    """Notebooks run in parallel and ask for the same shared run: one trains it, the other
+    waits for it and reads the finished checkpoint; nothing is trained twice."""
+    out = tmp_path / "shared"
+    sharers = [subprocess.Popen([sys.executable, "-c", SHARER, str(out), str(TESTS)], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+               for _ in range(2)]
+    results = [sharer.communicate(timeout=300) for sharer in sharers]
+    for sharer, (stdout, stderr) in zip(sharers, results, strict=True):
+        assert sharer.returncode == 0, stderr
+        assert stdout.strip().splitlines()[-1] == str(out / "last.pt")
+    with open(out / "metrics.csv", newline="") as handle:
+        steps = [row["step"] for row in csv.DictReader(handle) if row["kind"] == "step"]
+    assert len(steps) == len(set(steps)) == 12  # one run's steps, each once (3 epochs x 4)
