@@ -25,9 +25,11 @@ from cooc_minimal.claims import (
 from cooc_minimal.config import load_config
 from cooc_minimal.cooccurrence import closed_form_embedding
 from cooc_minimal.data import get_dataset
+from cooc_minimal.local_aggregation import probe_poolings
 from cooc_minimal.models import build_model
-from cooc_minimal.parts import ratio_fit
-from cooc_minimal.toyworld import ToyWorld, gram_similarity, part_embeddings
+from cooc_minimal.parts import measure_parts, ratio_fit
+from cooc_minimal.textureworld import TextureWorld
+from cooc_minimal.toyworld import ToyWorld, gram_similarity, layout_sample, part_embeddings
 from cooc_minimal.train import ensure_trained
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,3 +113,54 @@ def test_chapter_5_and_7_toy_claims_hold_trained_and_fail_untrained():
             assert gram > 0.75 > gram_0, figures
         else:
             assert gram > floor > gram_0 and pairs > 0.5 > 0.2 > pairs_0, figures
+
+
+def _texture_runs():
+    """The shared texture runs (trained, and trained without co-occurrence), seed 0."""
+    return {name: load_model(ensure_trained(load_config("texture", overrides), RUNS / folder,
+                                            progress=False))
+            for name, folder, overrides in (
+                ("trained", "texture_vicreg", []),
+                ("no co-occurrence", "texture_independent_vicreg",
+                 ["dataset=textureworld_independent"]))}
+
+
+def test_chapter_8_training_claims_hold_trained_and_fail_untrained():
+    """Chapter 8 on the texture layout world: every pooling of the trained network's map
+    reads the class at least 25 points better than its untrained twin's, and regional
+    averages beat the global one (the pooling claim, which holds untrained too)."""
+    runs = _texture_runs()
+    trained, cfg = runs["trained"]
+    world = TextureWorld(seed=0)
+    train, test = layout_sample(world, 2000, 11), layout_sample(world, 1000, 12)
+    accuracy = {state: {name: probe.accuracy for name, probe in
+                        probe_poolings(network, train, test).items()}
+                for state, network in (("trained", trained.eval()),
+                                       ("untrained", untrained_twin(trained, cfg)))}
+    tiles, pooled, local = list(accuracy["trained"])
+    for features in (pooled, local):
+        assert accuracy["trained"][features] > accuracy["untrained"][features] + 0.25, accuracy
+    for state in accuracy:
+        assert accuracy[state][local] > accuracy[state][pooled] + 0.05, accuracy
+        assert accuracy[state][tiles] < 0.5 + 0.04, accuracy
+
+
+def test_chapter_9_part_claims_hold_trained_and_fail_for_both_controls():
+    """Chapter 9's neighbour and Gram claims (cooc_minimal.parts), seed 0, each network on
+    tiles of the world it was trained on, as ch09_parts.py measures them; the claim about
+    distinct pairs fails for every network, the trained one included (the chapter says so)."""
+    runs = _texture_runs()
+    trained, cfg = runs["trained"]
+    networks = {"trained": (trained, TextureWorld(seed=0)),
+                "untrained": (untrained_twin(trained, cfg), TextureWorld(seed=0)),
+                "no co-occurrence": (runs["no co-occurrence"][0],
+                                     TextureWorld(seed=0, independent_parts=True))}
+    verdicts = {name: measure_parts(network, world.sample(400, 9), world)
+                for name, (network, world) in networks.items()}
+    report = {name: [round(v.figure, 3) for v in found] for name, found in verdicts.items()}
+    *about_parts, distinct_pairs = range(len(verdicts["trained"]))
+    for k in about_parts:
+        assert verdicts["trained"][k].holds, report
+        assert not verdicts["untrained"][k].holds, report
+        assert not verdicts["no co-occurrence"][k].holds, report
+    assert not any(found[distinct_pairs].holds for found in verdicts.values()), report
