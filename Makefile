@@ -71,9 +71,10 @@ else
 	$(BIN)/python book/check_render.py book/_build/html
 endif
 
-# The contributor's inner loop: lint and the unit tests, no notebook.
+# The contributor's inner loop: lint and the unit tests, no notebook, without the dozen
+# integration tests marked slow (grading a class, torchrun, training a texture run).
 quick: lint $(STAMP)
-	$(UNIT)
+	$(UNIT) -m "not slow"
 
 # Every notebook through nbval (one at a time: pytest --nbval-lax chapters/NN_x.ipynb).
 notebooks: $(STAMP)

@@ -221,6 +221,7 @@ def _torchrun(out: Path, world: int, chunks: int) -> None:
     assert done.returncode == 0, f"torchrun failed:\n{done.stdout}\n{done.stderr}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunks_per_process", [1, 2])
 def test_chunks_in_one_process_train_what_processes_train(tmp_path, chunks_per_process):
     world = 2
@@ -234,6 +235,7 @@ def test_chunks_in_one_process_train_what_processes_train(tmp_path, chunks_per_p
     assert one["model.backbone.features.1.num_batches_tracked"].item() == 8  # once a step
 
 
+@pytest.mark.slow
 def test_ranks_start_each_chunked_step_with_rank_zeros_running_statistics(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COOC_SCALE": "smoke",
            "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}

@@ -128,6 +128,7 @@ def graded(tmp_path_factory):
     return out, rows, done.stdout
 
 
+@pytest.mark.slow
 def test_make_grade_writes_the_expected_csv(graded):
     out, rows, stdout = graded
     assert sorted(rows) == ["cheating", "crashing", "flooding", "half_solved", "solved",
@@ -141,6 +142,7 @@ def test_make_grade_writes_the_expected_csv(graded):
         assert f"{student}: {sum(expected.values()):g}/{most:g}" in stdout
 
 
+@pytest.mark.slow
 def test_gradescope_json_per_student(graded):
     out, rows, _ = graded
     for student, row in rows.items():
@@ -161,6 +163,7 @@ def outputs(out, student):
     return {t["name"]: t["output"] for t in results["tests"]}
 
 
+@pytest.mark.slow
 def test_cheats_fail_with_their_reason(graded):
     out, _, _ = graded
     cheat = outputs(out, "cheating")
@@ -219,6 +222,7 @@ def tricky(**bodies):
     return "".join(lines)
 
 
+@pytest.mark.slow
 def test_exit_os_exit_hangs_and_leaks_never_pass(tmp_path):
     checks = tmp_path / "checks"
     checks.mkdir()
@@ -331,6 +335,7 @@ def test_student_copy_refuses_a_dirty_exercises_folder(course, tmp_path):
     assert not (tmp_path / "copy").exists()
 
 
+@pytest.mark.slow
 def test_student_copy_passes_its_own_tests_before_and_after_solving(course, tmp_path):
     copy = tmp_path / "copy"
     made = student_copy(course, copy)

@@ -269,6 +269,7 @@ def mean_squared_cosine(d):
 '''
 
 
+@pytest.mark.slow
 @needs_bwrap
 @needs_solutions
 def test_inside_bubblewrap_a_cheat_reaches_nothing_and_leaves_nothing_running(tmp_path,

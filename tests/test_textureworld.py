@@ -174,6 +174,7 @@ QUICK = ["train_images=3000", "epochs=2"]
 PROBE_MARGIN, KNN_MARGIN = 0.10, 0.20
 
 
+@pytest.mark.slow
 def test_training_beats_the_untrained_network(tmp_path_factory):
     runs = tmp_path_factory.mktemp("texture_runs")
     checkpoint = ensure_trained(load_config("texture", QUICK), runs / "quick", progress=False)

@@ -385,6 +385,7 @@ def test_ranks_share_the_held_out_batches_and_their_counts_add_up(world):
     assert sorted(labels.tolist()) == sorted(held_out[1].tolist())
 
 
+@pytest.mark.slow
 def test_two_ranks_validate_their_shares_to_the_accuracy_of_one_process(tmp_path):
     # The held-out accuracy under torchrun: every rank embeds its rows of each batch and the
     # counts are all-reduced (no rank waits in a collective while rank 0 validates alone).
