@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-BOOK_FLAGS := --config book/_config.yml --toc book/_toc.yml --path-output book -W --keep-going
 # make test: nbval executes each notebook once and keeps it (conftest.py --save-executed);
 # the book is then built from those copies with execution off (book/stage_executed.py).
 EXECUTED := $(CURDIR)/book/_build/executed
@@ -43,8 +42,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
+# The shared runs trained first (two at a time), then every notebook executed once, two at a
+# time, and the book built from those executions: make test's path, without the unit tests.
 book: $(STAMP)
-	$(BIN)/jupyter-book build . $(BOOK_FLAGS)
+	$(BIN)/python book/train_shared_runs.py
+	rm -rf $(EXECUTED)
+	$(NOTEBOOKS) --save-executed $(EXECUTED)
+	$(BIN)/python book/stage_executed.py $(EXECUTED) $(STAGE)
+	$(BIN)/jupyter-book build $(STAGE) $(STAGED_FLAGS)
 	@echo "The book is at $(CURDIR)/book/_build/html/index.html"
 
 # In a student copy (no exercises/solutions/) the students' answer files are not linted.

@@ -16,7 +16,18 @@ import os
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["read_result", "repository", "result_names", "result_path", "runs_folder"]
+__all__ = ["SHARED_RUNS", "read_result", "repository", "result_names", "result_path",
+           "runs_folder"]
+
+#: The runs that several chapters and tests share, in the runs folder: folder name ->
+#: (shipped config, overrides). ``book/train_shared_runs.py`` trains them all in parallel.
+SHARED_RUNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "texture_vicreg": ("texture", ()),
+    "texture_independent_vicreg": ("texture", ("dataset=textureworld_independent",)),
+    "toy_vicreg": ("smoke", ()),
+    "toy_spectral": ("smoke", ("loss=spectral",)),
+    "toy_vicreg_proj4": ("smoke", ("projector=512-4", "epochs=2")),
+}
 
 _PACKAGE = Path(__file__).resolve().parent
 
