@@ -76,8 +76,8 @@ else
 	$(BIN)/python book/check_render.py book/_build/html
 endif
 
-# The contributor's inner loop: lint and the unit tests, no notebook, without the dozen
-# integration tests marked slow (grading a class, torchrun, training a texture run).
+# The contributor's inner loop: lint and the unit tests, no notebook, without the
+# integration tests marked slow (grading a class, torchrun, the claims on the shared runs).
 quick: lint $(STAMP)
 	$(UNIT) -m "not slow"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import torch
 
 from cooc_minimal.checkpoint import load_model
@@ -58,6 +59,7 @@ def test_the_untrained_twin_is_the_runs_starting_point_and_draws_nothing():
         assert torch.equal(a, b), name
 
 
+@pytest.mark.slow
 def test_every_claim_holds_trained_and_fails_for_its_controls():
     """Seed 0: trained on the texture world, the same network untrained, and the same
     config trained where the parts are drawn whatever the class (no co-occurrence)."""
@@ -85,6 +87,7 @@ def test_every_claim_holds_trained_and_fails_for_its_controls():
 
 
 
+@pytest.mark.slow
 def test_chapter_5_and_7_toy_claims_hold_trained_and_fail_untrained():
     """The toy runs of chapters 5 and 7 (shared with the notebooks), seed 0, projection space:
     between distinct parts the trained inner products follow the ratio P_uv / (p_u p_v) and
@@ -125,6 +128,7 @@ def _texture_runs():
                  ["dataset=textureworld_independent"]))}
 
 
+@pytest.mark.slow
 def test_chapter_8_training_claims_hold_trained_and_fail_untrained():
     """Chapter 8 on the texture layout world: every pooling of the trained network's map
     reads the class at least 25 points better than its untrained twin's, and regional
@@ -145,6 +149,7 @@ def test_chapter_8_training_claims_hold_trained_and_fail_untrained():
         assert accuracy[state][tiles] < 0.5 + 0.04, accuracy
 
 
+@pytest.mark.slow
 def test_chapter_9_part_claims_hold_trained_and_fail_for_both_controls():
     """Chapter 9's neighbour and Gram claims (cooc_minimal.parts), seed 0, each network on
     tiles of the world it was trained on, as ch09_parts.py measures them; the claim about
