@@ -12,6 +12,9 @@ Parses every built page and reports, naming the page and the offending text:
 - **external**: a script, stylesheet, font, image or frame loaded from outside the book
   folder (`http(s)://` or `//`), in a page or in a stylesheet it loads; and a local script
   or stylesheet that the build does not contain (MathJax missing, say);
+- **bad-tex**: math MathJax would show as an error: braces that do not balance, or, in inline
+  math, a doubled backslash before a command (``p\\top``: a line break, then "top"), what
+  an escaped backslash in a Markdown string written from Python leaves;
 - **error**: an error, traceback or warning in an output;
 - **object-repr**: a default Python repr such as `<torch._C.Generator at 0x7f...>`, or
   `<Figure size 640x480 with 1 Axes>`, a figure that was printed instead of drawn.
@@ -42,6 +45,8 @@ from bs4.element import NavigableString
 TABLE_SEPARATOR = re.compile(r"\|[ \t]*:?(?:-{3,}|[\u2014\u2013][-\u2014\u2013]*):?[ \t]*\|")
 #: math delimiters that should have been typeset
 RAW_MATH = re.compile(r"\$|\\\(|\\\[|\\begin\{")
+#: in inline math, a line break (two backslashes) glued to a command or a comma
+DOUBLED_BACKSLASH = re.compile(r"\\\\[A-Za-z,]")
 #: LaTeX between dollars in printed (preformatted) output: $...\cmd...$, $x^2$, $$
 PRINTED_LATEX = re.compile(r"\$\$|\$[^$\n]*[\\^_{}][^$\n]*\$")
 ERROR_TEXT = re.compile(
@@ -183,6 +188,7 @@ def check_page(page: Path, root: Path, seen_css: set[Path] | None = None) -> lis
             problems.append(_found(rel, "raw-math", f"{found.group()!r} in {where}", text, found))
         problems += _search(rel, "markdown-table", f"raw Markdown table in {where}",
                             TABLE_SEPARATOR, text)
+    problems += _math_problems(rel, body)
     # -- outputs: printed tables, LaTeX, errors, object reprs
     for block in _output_blocks(body):
         classes = {c for tag in [block, *block.find_all(True)] for c in (tag.get("class") or [])}
@@ -203,6 +209,32 @@ def check_page(page: Path, root: Path, seen_css: set[Path] | None = None) -> lis
                                                         f"or draw a figure with show_figure"))
     # one report per (kind, text)
     return list(dict.fromkeys(problems))
+
+
+def _tex_fault(source: str, inline: bool) -> str | None:
+    """Why MathJax would fail on ``source`` (the TeX of one math element), or None."""
+    depth = 0
+    for match in re.finditer(r"\\.|[{}]", source):
+        token = match.group()
+        if token in "{}":
+            depth += 1 if token == "{" else -1
+            if depth < 0:
+                return "a '}' closes a brace that was never opened"
+    if depth:
+        return f"{depth} brace(s) opened and never closed"
+    if inline and DOUBLED_BACKSLASH.search(source):
+        return "a doubled backslash before a command (a line break in inline math)"
+    return None
+
+
+def _math_problems(rel: str, body: Tag) -> list[Problem]:
+    problems = []
+    for tag in body.find_all(_is_math):
+        source = tag.get_text()
+        why = _tex_fault(source, inline=tag.name == "span")
+        if why:
+            problems.append(Problem(rel, "bad-tex", f"{why} in math: {_snippet(source)}"))
+    return problems
 
 
 def pages(root: Path) -> list[Path]:

@@ -41,6 +41,8 @@ def code_input(text: str) -> str:
 CLEAN = "".join([
     '<p>Inline <span class="math notranslate nohighlight">\\(x^2\\)</span> and</p>',
     '<div class="math notranslate nohighlight">\\[\\sum_i a_i\\]</div>',
+    '<div class="math notranslate nohighlight">\\[\\begin{aligned} a &amp;= b \\\\ c '
+    '&amp;= \\{d\\}\\end{aligned}\\]</div>',  # a line break in display math is fine
     code_input('print("costs $5", "|---|---|", r"\\(x\\)")'),
     "<p>Use <code>$HOME</code> and run:</p><div class=\"highlight\"><pre>echo $PATH</pre></div>",
     output('<div class="output stream"><pre>price in $ today: 3</pre></div>'),
@@ -71,6 +73,9 @@ FAULTS = {
                           "0x7f84efa5eab0&gt;</pre></div>"),
     "object-repr-figure": output('<div class="output text_plain"><pre>&lt;Figure size 1100x460 '
                                  "with 1 Axes&gt;</pre></div>"),
+    "bad-tex-doubled": '<p>so <span class="math notranslate nohighlight">\\(P = p\\\\,'
+                       'p^\\\\top\\)</span>: none</p>',
+    "bad-tex-brace": '<div class="math notranslate nohighlight">\\[\\frac{a}{b\\]</div>',
 }
 EXPECTED_KIND = {
     "markdown-table": "markdown-table", "markdown-table-printed": "markdown-table",
@@ -79,6 +84,7 @@ EXPECTED_KIND = {
     "external-font-inline": "external", "external-css-import": "external",
     "missing-local-script": "external", "error": "error", "error-text": "error",
     "warning": "error", "object-repr": "object-repr", "object-repr-figure": "object-repr",
+    "bad-tex-doubled": "bad-tex", "bad-tex-brace": "bad-tex",
 }
 
 
