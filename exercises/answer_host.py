@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import traceback
 
 import wire  # beside this file, in the sandbox
@@ -183,6 +184,10 @@ def load(modules: dict, request: dict) -> None:
 
 def main() -> None:
     global _REPLIES, _REQUESTS
+    # No __pycache__ next to the answers: the child runs with -I, which ignores
+    # PYTHONDONTWRITEBYTECODE, and a cached .pyc of an earlier file of the same size and
+    # second would be run instead of the new answers.
+    sys.dont_write_bytecode = True
     _REQUESTS = os.fdopen(os.dup(0), "r")
     _REPLIES = os.fdopen(os.dup(1), "w")
     first = json.loads(_REQUESTS.readline())

@@ -129,3 +129,22 @@ def test_the_sandbox_mounts_its_empty_tmp_before_the_python_it_binds(tmp_path):
     tmpfs = argv.index("/tmp", argv.index("--tmpfs"))
     binds = [i for i, word in enumerate(argv) if word in ("--ro-bind", "--ro-bind-try")]
     assert binds and tmpfs < min(binds), argv
+
+
+def test_answers_rewritten_in_the_same_second_are_read_anew(tmp_path):
+    """Two answer files of the same size written within one second: the child must run the
+    second, not a bytecode cache of the first (it runs with -I, which ignores
+    PYTHONDONTWRITEBYTECODE, so it turns bytecode writing off itself)."""
+    exercise_set = next(s for s in SETS if s.stem == "ex08_aggregation")
+    source = exercise_set.answers_path(True).read_text()
+    right = "side = (side + 2 * padding - kernel) // stride + 1"
+    assert right in source, "the solution's formula moved: update this test"
+    wrong = source.replace(right, "side = (side + 2 * padding - kernel) // stride - 1")
+    assert len(wrong) == len(source)
+    with runner.Session(tmp_path / "scratch", sandbox.choose("none")) as session:
+        verdicts = [remotely(session, exercise_set, text, "map_side")
+                    for text in (source, wrong)]
+        answers = session.answers_path("ex08_aggregation.py").parent
+        assert not (answers / "__pycache__").exists()
+    statuses = [[result.status for result in results] for results in verdicts]
+    assert statuses == [["passed"], ["failed"]], statuses
