@@ -19,17 +19,13 @@ apart) against Z*. Runs are trained through ``ensure_trained`` (existing ones ar
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-from reproduce_cpu import commit
+from recording import mean_std, runs_from_arguments, stamp
 
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
@@ -75,18 +71,13 @@ def summary(rows: list[dict]) -> list[dict]:
             entry = {"model": model, "space": space, "seeds": len(mine)}
             for key in ("gram", "pairs"):
                 values = [r[key] for r in mine]
-                entry[f"{key}_mean"] = statistics.fmean(values)
-                entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                entry[f"{key}_mean"], entry[f"{key}_std"] = mean_std(values)
             table.append(entry)
     return table
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, help="folder of the runs (default: $COOC_RUNS, "
-                                                  "else runs/)")
-    args = parser.parse_args(argv)
-    runs = (args.runs or Path(os.environ.get("COOC_RUNS") or ROOT / "runs")).resolve()
+    runs = runs_from_arguments(__doc__, argv)
     started = time.perf_counter()
     world = ToyWorld(seed=0)
     sample = world.sample(1000, 5)
@@ -108,11 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                           "closed_form_embedding(P, min(width, V)); pairs = parts.ratio_fit; "
                           "std over seeds (n - 1)",
               "one_hot": one_hot, "summary": summary(rows), "rows": rows,
-              "elapsed_s": round(time.perf_counter() - started, 1),
-              "command": " ".join(["python chapters/results/ch05_seeds.py",
-                                   *(sys.argv[1:] if argv is None else argv)]).strip(),
-              "commit": commit(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+              **stamp("ch05_seeds.py", argv, started)}
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print(f"{entry['model']:>9}, {entry['space']:>10}: gram {entry['gram_mean']:.3f} +- "

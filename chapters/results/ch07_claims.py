@@ -20,16 +20,12 @@ All are measured on the linked world: the first 2,000 training and 2,000 test im
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
-from reproduce_cpu import commit
+from recording import mean_std, runs_from_arguments, stamp
 
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import TEXTURE_CLAIMS, texture_claims, untrained_twin, world_sample
@@ -84,22 +80,16 @@ def summary(rows: list[dict]) -> list[dict]:
         for model in MODELS:
             values = [r["figure"] for r in rows if r["model"] == model and r["claim"] == claim]
             threshold = next(r["threshold"] for r in rows if r["claim"] == claim)
+            mean, std = mean_std(values)
             table.append({"claim": claim, "model": model, "seeds": len(values),
-                          "mean": statistics.fmean(values),
-                          "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                          "mean": mean, "std": std,
                           "threshold": threshold,
                           "cooccurrence_claim": TEXTURE_CLAIMS[claim]})
     return table
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, help="folder of the runs (default: $COOC_RUNS, "
-                                                  "else runs/)")
-    args = parser.parse_args(argv)
-    runs = (args.runs or Path(os.environ.get("COOC_RUNS") or ROOT / "runs")).resolve()
-    command = " ".join(["python chapters/results/ch07_claims.py",
-                        *(sys.argv[1:] if argv is None else argv)]).strip()
+    runs = runs_from_arguments(__doc__, argv)
     started = time.perf_counter()
     train_set = get_dataset("textureworld", train=True)
     train, test = world_sample(train_set, LIMIT), world_sample(
@@ -114,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
               "protocol": f"claims.texture_claims on the first {LIMIT} images of each split "
                           "of the linked world; std over seeds (n - 1)",
               "summary": summary(rows), "rows": rows,
-              "elapsed_s": round(time.perf_counter() - started, 1), "command": command,
-              "commit": commit(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+              **stamp("ch07_claims.py", argv, started)}
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print(f"{entry['claim']:>14}, {entry['model']:>16}: {entry['mean']:.3f} +- "

@@ -17,17 +17,13 @@ spectral loss ``toy_spectral[_seed{s}]``, with a 4-wide projector for 2 epochs
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-from reproduce_cpu import commit
+from recording import mean_std, runs_from_arguments, stamp
 
 from cooc_minimal.bags import bag_embeddings
 from cooc_minimal.checkpoint import load_model
@@ -107,18 +103,13 @@ def summary(rows: list[dict]) -> list[dict]:
         for name in figures:
             if name in mine[0]:
                 values = [r[name] for r in mine]
-                entry[f"{name}_mean"] = statistics.fmean(values)
-                entry[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                entry[f"{name}_mean"], entry[f"{name}_std"] = mean_std(values)
         table.append(entry)
     return table
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, help="folder of the runs (default: $COOC_RUNS, "
-                                                  "else runs/)")
-    args = parser.parse_args(argv)
-    runs = (args.runs or Path(os.environ.get("COOC_RUNS") or ROOT / "runs")).resolve()
+    runs = runs_from_arguments(__doc__, argv)
     started = time.perf_counter()
     toy, toy_test = get_dataset("toyworld"), get_dataset("toyworld", train=False)
     data = ((toy.images[:2000], toy.labels[:2000]), (toy_test.images[:1000],
@@ -131,11 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                           "knn_classify k=20 T=0.07; multiscale_convergence on 500 test "
                           "images, patches drawn with seed 0; std over seeds (n - 1)",
               "summary": summary(rows), "rows": rows,
-              "elapsed_s": round(time.perf_counter() - started, 1),
-              "command": " ".join(["python chapters/results/ch07_toy_seeds.py",
-                                   *(sys.argv[1:] if argv is None else argv)]).strip(),
-              "commit": commit(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+              **stamp("ch07_toy_seeds.py", argv, started)}
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in entry.items()})

@@ -14,16 +14,12 @@ average and the four regional averages (window 5, stride 3), 100 L-BFGS iteratio
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
-from reproduce_cpu import commit
+from recording import mean_std, runs_from_arguments, stamp
 
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
@@ -77,18 +73,14 @@ def summary(rows: list[dict]) -> list[dict]:
     for world, network, features in keys:
         values = [r["accuracy"] for r in rows
                   if (r["world"], r["network"], r["features"]) == (world, network, features)]
+        mean, std = mean_std(values)
         table.append({"world": world, "network": network, "features": features,
-                      "seeds": len(values), "mean": statistics.fmean(values),
-                      "std": statistics.stdev(values) if len(values) > 1 else 0.0})
+                      "seeds": len(values), "mean": mean, "std": std})
     return table
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, help="folder of the runs (default: $COOC_RUNS, "
-                                                  "else runs/)")
-    args = parser.parse_args(argv)
-    runs = (args.runs or Path(os.environ.get("COOC_RUNS") or ROOT / "runs")).resolve()
+    runs = runs_from_arguments(__doc__, argv)
     started = time.perf_counter()
     worlds = {kind: samples(world_type(seed=0)) for kind, (_, _, world_type) in KINDS.items()}
     rows = [row for seed in SEEDS for row in measure(runs, seed, worlds)]
@@ -99,11 +91,7 @@ def main(argv: list[str] | None = None) -> int:
               "protocol": f"local_aggregation.probe_poolings, {N_TRAIN} training and {N_TEST} "
                           "test images, linear_probe max_iter=100; std over seeds (n - 1)",
               "summary": summary(rows), "rows": rows,
-              "elapsed_s": round(time.perf_counter() - started, 1),
-              "command": " ".join(["python chapters/results/ch08_pooling.py",
-                                   *(sys.argv[1:] if argv is None else argv)]).strip(),
-              "commit": commit(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+              **stamp("ch08_pooling.py", argv, started)}
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print(f"{entry['world']:>22}, {entry['network']:>9}, {entry['features']:<30} "

@@ -26,17 +26,13 @@ Runs go to ``--runs``, else ``$COOC_RUNS``, else ``runs/`` (as the chapters'):
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-from reproduce_cpu import commit
+from recording import mean_std, runs_from_arguments, stamp
 
 from cooc_minimal import parts
 from cooc_minimal.checkpoint import load_model
@@ -98,10 +94,9 @@ def summary(rows: list[dict]) -> list[dict]:
     for claim in dict.fromkeys(r["claim"] for r in rows):
         for model in MODELS:
             mine = [r for r in rows if r["claim"] == claim and r["model"] == model]
-            values = [r["figure"] for r in mine]
-            table.append({"claim": claim, "model": model, "seeds": len(values),
-                          "mean": statistics.fmean(values),
-                          "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            mean, std = mean_std([r["figure"] for r in mine])
+            table.append({"claim": claim, "model": model, "seeds": len(mine),
+                          "mean": mean, "std": std,
                           "threshold": mine[0]["threshold"],
                           "holds_for_every_seed": all(r["holds"] == "yes" for r in mine)})
     return table
@@ -115,13 +110,7 @@ def one_hot_reference() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, help="folder of the runs (default: $COOC_RUNS, "
-                                                  "else runs/)")
-    args = parser.parse_args(argv)
-    runs = (args.runs or Path(os.environ.get("COOC_RUNS") or ROOT / "runs")).resolve()
-    command = " ".join(["python chapters/results/ch09_parts.py",
-                        *(sys.argv[1:] if argv is None else argv)]).strip()
+    runs = runs_from_arguments(__doc__, argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     started = time.perf_counter()
     rows = []
@@ -138,9 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                           "claims.untrained_twin of the trained run; std over seeds (n - 1)",
               "one_hot_gram_similarity": one_hot_reference(),
               "summary": summary(rows), "rows": rows,
-              "elapsed_s": round(time.perf_counter() - started, 1), "command": command,
-              "commit": commit(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+              **stamp("ch09_parts.py", argv, started)}
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print(f"{entry['claim']} | {entry['model']}: {entry['mean']:.3f} +- {entry['std']:.3f}"

@@ -19,27 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from recording import commit, machine
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 RESULTS = ROOT / "cooc_minimal" / "results"  # the recorded figures, package data
 NOTEBOOKS = ("05_toy_world_on_a_cpu.ipynb", "07_evaluating_bags.ipynb")
-
-
-def commit() -> str:
-    """HEAD's hash, with ``-dirty`` when tracked files differ from it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
-
-    head = git("rev-parse", "HEAD") or "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def run_notebook(name: str, env: dict[str, str]) -> float:
@@ -72,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = " ".join(["python chapters/results/reproduce_cpu.py",
                         *(sys.argv[1:] if argv is None else argv)])
-    stamp = {"command": command.strip(), "commit": commit(),
-             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+    stamp = {"command": command.strip(), "commit": commit(), "machine": machine()}
     with tempfile.TemporaryDirectory() as fresh:
         runs = args.runs.resolve() if args.runs else Path(fresh)
         env = {"COOC_SCALE": "smoke", "COOC_WRITE_RESULTS": "1", "COOC_RUNS": str(runs)}

@@ -20,17 +20,13 @@ Runs go to ``--runs``, else ``$COOC_RUNS``, else ``runs/`` (as the chapters'):
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import os
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
-from reproduce_cpu import commit
+from recording import mean_std, runs_from_arguments, stamp
 
 from cooc_minimal.config import load_config
 from cooc_minimal.evaluate import tile_bag_accuracy
@@ -86,20 +82,13 @@ def summary(rows: list[dict]) -> list[dict]:
         entry = {"model": model, "seeds": len(mine)}
         for key in ("probe", "kNN", "train_s"):
             values = [r[key] for r in mine]
-            entry[f"{key}_mean"] = statistics.fmean(values)
-            entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            entry[f"{key}_mean"], entry[f"{key}_std"] = mean_std(values)
         table.append(entry)
     return table
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, help="folder of the runs (default: $COOC_RUNS, "
-                                                  "else runs/)")
-    args = parser.parse_args(argv)
-    runs = (args.runs or Path(os.environ.get("COOC_RUNS") or ROOT / "runs")).resolve()
-    command = " ".join(["python chapters/results/texture_world.py",
-                        *(sys.argv[1:] if argv is None else argv)]).strip()
+    runs = runs_from_arguments(__doc__, argv)
     started = time.perf_counter()
     rows = []
     for augment in AUGMENTS:
@@ -116,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{LIMIT} images of each split; evaluate.tile_bag_accuracy "
                           "(linear_probe; knn_classify k=20, T=0.07); std over seeds (n - 1)",
               "bayes": bayes, "summary": summary(rows), "rows": rows,
-              "elapsed_s": round(time.perf_counter() - started, 1), "command": command,
-              "commit": commit(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+              **stamp("texture_world.py", argv, started)}
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print(f"{entry['model']}: probe {entry['probe_mean']:.3f} +- {entry['probe_std']:.3f}, "

@@ -1,0 +1,53 @@
+"""What every script here shares: its ``--runs`` option, the stamp of a record (command,
+commit, machine, seconds) and a mean with its standard deviation over seeds."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cooc_minimal.paths import runs_folder
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def commit() -> str:
+    """HEAD's hash, with ``-dirty`` when tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    head = git("rev-parse", "HEAD") or "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
+
+
+def runs_from_arguments(doc: str, argv: list[str] | None) -> Path:
+    """The folder of the runs: ``--runs``, else ``$COOC_RUNS``, else the clone's ``runs/``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--runs", type=Path, help="folder of the runs (default: $COOC_RUNS, "
+                                                  "else runs/)")
+    args = parser.parse_args(argv)
+    return (args.runs or runs_folder()).resolve()
+
+
+def stamp(script: str, argv: list[str] | None, started: float) -> dict:
+    """Where a record comes from: seconds since ``started``, the command, commit, machine."""
+    command = " ".join([f"python chapters/results/{script}",
+                        *(sys.argv[1:] if argv is None else argv)]).strip()
+    return {"elapsed_s": round(time.perf_counter() - started, 1), "command": command,
+            "commit": commit(), "machine": machine()}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """The mean and the standard deviation (n - 1; 0 for one value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
