@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from train_tiny import TINY, tiny_config, weights
+from train_tiny import TINY, random_batch, tiny_config, weights
 
 from cooc_minimal import step as step_module
 from cooc_minimal.config import ConfigError, load_config
@@ -49,18 +49,7 @@ WORKER = Path(__file__).with_name("train_distributed_worker.py")
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def batch(size: int = 16):
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (size, 3, 32, 32), dtype=torch.uint8, generator=g)
-    return images, torch.randint(0, 10, (size,), generator=g)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def todays_step(net, optimizer, images, labels, *, cfg, generator):
@@ -80,7 +69,7 @@ def trained(cfg, steps, step):
     trainee = build_trainee(cfg, 10, CPU)
     optimizer = build_optimizer(cfg, trainee)
     generator = torch.Generator().manual_seed(cfg.seed)
-    images, labels = batch()
+    images, labels = random_batch()
     for _ in range(steps):
         step(trainee, optimizer, images, labels, cfg=cfg, generator=generator)
     return trainee.state_dict()
@@ -110,7 +99,7 @@ def test_one_chunk_is_todays_step_bit_for_bit():
 
 def test_chunks_give_the_whole_batch_gradient_where_accumulation_does_not():
     cfg = tiny_config()
-    images, labels = batch()
+    images, labels = random_batch()
 
     def gradients(chunks, per_chunk_loss=False):
         trainee = build_trainee(cfg, 10, CPU).eval()  # BatchNorm: running statistics
@@ -134,7 +123,7 @@ def test_chunks_give_the_whole_batch_gradient_where_accumulation_does_not():
 
 def test_running_statistics_change_once_by_the_first_chunk():
     cfg = tiny_config()
-    images, labels = batch()
+    images, labels = random_batch()
     trainee = build_trainee(cfg, 10, CPU)
     before = {k: v.clone() for k, v in trainee.state_dict().items()}
     with kept_batchnorm_stats(trainee), torch.no_grad():
@@ -154,7 +143,7 @@ def test_running_statistics_change_once_by_the_first_chunk():
 
 def test_a_nan_stops_a_chunked_step_before_anything_changes():
     cfg = tiny_config()
-    images, labels = batch()
+    images, labels = random_batch()
     trainee = build_trainee(cfg, 10, CPU)
     before = {k: v.clone() for k, v in trainee.state_dict().items()}
     views = make_views(images, cfg, torch.Generator().manual_seed(0))

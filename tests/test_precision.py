@@ -20,7 +20,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from train_tiny import tiny_config, weights
+from train_tiny import random_batch, tiny_config, weights
 
 from cooc_minimal import runtime
 from cooc_minimal import train as training
@@ -36,18 +36,7 @@ CPU = torch.device("cpu")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _batch(size: int = 16):
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (size, 3, 32, 32), dtype=torch.uint8, generator=g)
-    return images, torch.randint(0, 10, (size,), generator=g)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------ what 'auto' resolves to
@@ -71,7 +60,7 @@ def test_auto_is_bf16_from_sm80_fp32_before_and_on_the_cpu(monkeypatch, capabili
 def test_fp16_autocast_runs_the_network_in_half_and_the_loss_in_float32():
     cfg = tiny_config(precision="fp16")
     trainee = build_trainee(cfg, 10, CPU)
-    views = make_views(_batch()[0], cfg, torch.Generator().manual_seed(0))
+    views = make_views(random_batch()[0], cfg, torch.Generator().manual_seed(0))
     with runtime.autocast(CPU, "fp16"):
         z, logits = trainee(views.flatten(0, 1), 16, 4)
     assert z.dtype == torch.float16
@@ -94,7 +83,7 @@ def test_infinite_gradients_skip_the_step_without_divergence(chunks):
     trainee = build_trainee(cfg, 10, CPU)
     optimizer = build_optimizer(cfg, trainee)
     scaler = runtime.grad_scaler(CPU, cfg.precision)
-    images, labels = _batch()
+    images, labels = random_batch()
     before = {k: v.clone() for k, v in trainee.model.state_dict().items()
               if v.is_floating_point() and "running" not in k}
     hook = _poisoned_gradients(trainee)
@@ -115,7 +104,7 @@ def test_infinite_gradients_skip_the_step_without_divergence(chunks):
 
 def test_each_chunk_backward_carries_the_same_scale():
     cfg = tiny_config(precision="fp16")
-    images, labels = _batch()
+    images, labels = random_batch()
     views = make_views(images, cfg, torch.Generator().manual_seed(0))
 
     def gradients(chunks, scaler):

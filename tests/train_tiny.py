@@ -24,3 +24,12 @@ def weights(path) -> dict:
     state = torch.load(path, weights_only=True)
     return {**{f"model.{k}": v for k, v in state["model"].items()},
             **{f"probe.{k}": v for k, v in (state["probe"] or {}).items()}}
+
+
+def random_batch(size: int = 16):
+    """``size`` random uint8 images (3, 32, 32) and labels in 0..9, the same every call."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (size, 3, 32, 32), dtype=torch.uint8, generator=g)
+    return images, torch.randint(0, 10, (size,), generator=g)
