@@ -272,11 +272,17 @@ def _write_image_folder(root: Path, sizes=((40, 30), (24, 50), (64, 64))) -> Non
                 Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
 
 
-def test_an_image_folder_trains_through_dataloader_workers(tmp_path):
+def _folder_config(tmp_path: Path, num_workers: int = 1):
+    """The tiny config on a small image folder written under ``tmp_path`` (24 images)."""
     root = tmp_path / "images"
-    _write_image_folder(root)
-    cfg = tiny_config(dataset="imagefolder", data_root=str(root), image_size=24,
-                      train_images=0, batch_size=8, num_workers=1, epochs=1)
+    if not root.exists():
+        _write_image_folder(root)
+    return tiny_config(dataset="imagefolder", data_root=str(root), image_size=24,
+                       train_images=0, batch_size=8, num_workers=num_workers, epochs=1)
+
+
+def test_an_image_folder_trains_through_dataloader_workers(tmp_path):
+    cfg = _folder_config(tmp_path)
     data = make_data(cfg, torch.device("cpu"))
     assert isinstance(data, LoaderData) and data.size == 24 and data.n_classes == 2
     order = epoch_order(cfg.seed, 0, data.size)
@@ -313,14 +319,9 @@ def test_a_command_turns_bad_input_into_one_sentence_and_a_status(tmp_path, caps
 def test_dataloader_workers_persist_across_epochs_and_never_outnumber_the_cores(tmp_path):
     from cooc_minimal.data import usable_workers
 
-    root = tmp_path / "images"
-    _write_image_folder(root)
-    cfg = tiny_config(dataset="imagefolder", data_root=str(root), image_size=24,
-                      train_images=0, batch_size=8, num_workers=1, epochs=1)
+    cfg = _folder_config(tmp_path)
     with_workers = make_data(cfg, torch.device("cpu"))
-    in_process = make_data(tiny_config(dataset="imagefolder", data_root=str(root),
-                                       image_size=24, train_images=0, batch_size=8,
-                                       num_workers=0, epochs=1), torch.device("cpu"))
+    in_process = make_data(_folder_config(tmp_path, num_workers=0), torch.device("cpu"))
     loaders = []
     for epoch in range(2):
         order = epoch_order(cfg.seed, epoch, with_workers.size)
