@@ -8,7 +8,6 @@ by the notebooks. The check that needs them is one test, so one worker trains th
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,26 @@ from cooc_minimal.data import get_dataset
 from cooc_minimal.local_aggregation import probe_poolings
 from cooc_minimal.models import build_model
 from cooc_minimal.parts import measure_parts, ratio_fit
+from cooc_minimal.paths import SHARED_RUNS, runs_folder
 from cooc_minimal.textureworld import TextureWorld
 from cooc_minimal.toyworld import ToyWorld, gram_similarity, layout_sample, part_embeddings
 from cooc_minimal.train import ensure_trained
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = Path(os.environ.get("COOC_RUNS") or ROOT / "runs")
+RUNS = runs_folder()  # $COOC_RUNS, else the clone's runs/, as the chapters
+
+
+def shared_run(folder: str):
+    """(model, config) of a run the chapters share (paths.SHARED_RUNS), trained if missing."""
+    config, overrides = SHARED_RUNS[folder]
+    return load_model(ensure_trained(load_config(config, list(overrides)), RUNS / folder,
+                                     progress=False))
+
+
+def _texture_runs():
+    """The shared texture runs (trained, and trained without co-occurrence), seed 0."""
+    return {"trained": shared_run("texture_vicreg"),
+            "no co-occurrence": shared_run("texture_independent_vicreg")}
 
 
 def test_a_verdict_holds_at_its_threshold_and_not_below():
@@ -63,12 +76,7 @@ def test_the_untrained_twin_is_the_runs_starting_point_and_draws_nothing():
 def test_every_claim_holds_trained_and_fails_for_its_controls():
     """Seed 0: trained on the texture world, the same network untrained, and the same
     config trained where the parts are drawn whatever the class (no co-occurrence)."""
-    runs = {name: load_model(ensure_trained(load_config("texture", overrides), RUNS / folder,
-                                            progress=False))
-            for name, folder, overrides in (
-                ("trained", "texture_vicreg", []),
-                ("no co-occurrence", "texture_independent_vicreg",
-                 ["dataset=textureworld_independent"]))}
+    runs = _texture_runs()
     trained, cfg = runs["trained"]
     train_set = get_dataset("textureworld", train=True)
     train = world_sample(train_set, 2000)
@@ -106,10 +114,8 @@ def test_chapter_5_and_7_toy_claims_hold_trained_and_fail_untrained():
         reference = closed_form_embedding(P, min(Z.shape[1], world.n_parts))
         return gram_similarity(Z, reference, p), ratio_fit(Z, P)
 
-    for folder, overrides in (("toy_spectral", ["loss=spectral"]), ("toy_vicreg", []),
-                              ("toy_vicreg_proj4", ["projector=512-4", "epochs=2"])):
-        trained, cfg = load_model(ensure_trained(load_config("smoke", overrides), RUNS / folder,
-                                                 progress=False))
+    for folder in ("toy_spectral", "toy_vicreg", "toy_vicreg_proj4"):
+        trained, cfg = shared_run(folder)
         (gram, pairs), (gram_0, pairs_0) = fit(trained), fit(untrained_twin(trained, cfg))
         figures = (folder, round(gram, 3), round(pairs, 3), round(gram_0, 3), round(pairs_0, 3))
         if folder == "toy_vicreg_proj4":  # against the rank-4 optimum
@@ -118,14 +124,6 @@ def test_chapter_5_and_7_toy_claims_hold_trained_and_fail_untrained():
             assert gram > floor > gram_0 and pairs > 0.5 > 0.2 > pairs_0, figures
 
 
-def _texture_runs():
-    """The shared texture runs (trained, and trained without co-occurrence), seed 0."""
-    return {name: load_model(ensure_trained(load_config("texture", overrides), RUNS / folder,
-                                            progress=False))
-            for name, folder, overrides in (
-                ("trained", "texture_vicreg", []),
-                ("no co-occurrence", "texture_independent_vicreg",
-                 ["dataset=textureworld_independent"]))}
 
 
 @pytest.mark.slow
