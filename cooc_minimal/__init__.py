@@ -57,6 +57,8 @@ MODULES = (
     ("verdict", "a claim measured once: figure, threshold fixed in advance, verdict", "7"),
     ("claims", "chapter 7's claims about learning, the untrained twin, all claims at once",
      "7"),
+    ("bag_nuisance", "a bag split into what its parts say and what the paint adds: why a kNN "
+     "falls short of Bayes", "7"),
     ("parts", "part-level numbers of a toy world: neighbours across paint, the fit to "
      "Prop. 3.1, each a claim", "9"),
     ("viz", "figures only: heatmaps, patch neighbours, curves", "9"),

@@ -1,0 +1,103 @@
+"""Why the kNN on the texture world's bags stays short of Bayes - 5 points: what the parts
+allow, and what the nuisance left in the embedding costs (``texture_knn_ceiling.json``).
+
+For seeds 0, 1 and 2 it measures ``bag_nuisance.knn_ceiling`` (the kNN on part histograms,
+on the network's part bags, on its bags; the nuisance share and shared ratio) for the run
+``texture_vicreg[_seed{s}]`` and its untrained twin, on the first 2,000 images of each split
+of ``textureworld``, and the trained bags' kNN with all 10,000 training bags as neighbours.
+
+Then, seed 0 only, the same numbers for variants of ``configs/texture.toml`` that one might
+expect to close the gap: longer training, more patches, larger batches, another loss, a
+narrow projector, no augmentations. Each variant is a run ``texture_vicreg_<tag>``, trained
+through ``ensure_trained`` (existing runs are reused).
+
+    python chapters/results/texture_knn_ceiling.py   # about 12 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from recording import mean_std, runs_from_arguments, stamp
+
+from cooc_minimal.bag_nuisance import knn_ceiling
+from cooc_minimal.checkpoint import load_model
+from cooc_minimal.claims import untrained_twin, world_sample
+from cooc_minimal.config import load_config
+from cooc_minimal.data import get_dataset
+from cooc_minimal.paths import result_path
+from cooc_minimal.runtime import scale
+from cooc_minimal.train import ensure_trained
+
+FIGURE = "texture_knn_ceiling"
+SEEDS = (0, 1, 2)
+LIMIT = 2000  # images of each split, as chapter 7's claims
+#: tag -> overrides of configs/texture.toml; "noaug" is texture_world.py's run
+VARIANTS = {
+    "epochs12": ["epochs=12"],
+    "patches16": ["n_patches=16"],
+    "batch128": ["batch_size=128", "lr=0.004", "epochs=12"],
+    "simclr": ["loss=simclr"],
+    "projector16": ["projector=192-16"],
+    "noaug": ["augment=none"],
+}
+
+
+def network(runs: Path, folder: str, overrides: list[str]):
+    """The run's network and config, trained first if its folder has no finished run."""
+    return load_model(ensure_trained(load_config("texture", overrides), runs / folder,
+                                     progress=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    runs = runs_from_arguments(__doc__, argv)
+    started = time.perf_counter()
+    train_set = get_dataset("textureworld", train=True)
+    world = train_set.world
+    full_train, test = world_sample(train_set), world_sample(
+        get_dataset("textureworld", train=False), LIMIT)
+    train = world_sample(train_set, LIMIT)
+    rows = []
+    for seed in SEEDS:
+        trained, cfg = network(runs, "texture_vicreg" + (f"_seed{seed}" if seed else ""),
+                               [f"seed={seed}"])
+        for model, net in (("trained", trained), ("untrained", untrained_twin(trained, cfg))):
+            row = {"model": model, "seed": seed, **knn_ceiling(net, train, test, world)}
+            if model == "trained":
+                row["kNN, bags, all training bags"] = knn_ceiling(
+                    net, full_train, test, world)["kNN, bags"]
+            rows.append(row)
+            print(f"  seed {seed}, {model}: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
+    summary = []
+    for model in ("trained", "untrained"):
+        mine = [r for r in rows if r["model"] == model]
+        entry = {"model": model, "seeds": len(mine)}
+        for key in (k for k, v in mine[0].items() if isinstance(v, float)):
+            entry[key + " mean"], entry[key + " std"] = mean_std([r[key] for r in mine])
+        summary.append(entry)
+    variants = [{"variant": "texture.toml", "overrides": [],
+                 **{k: v for k, v in rows[0].items() if k not in ("model", "seed")}}]
+    for tag, overrides in VARIANTS.items():
+        net, _ = network(runs, f"texture_vicreg_{tag}", overrides)
+        variants.append({"variant": tag, "overrides": overrides,
+                         **knn_ceiling(net, train, test, world)})
+        print(f"  {tag}: kNN {variants[-1]['kNN, bags']:.3f}", flush=True)
+    record = {"figure": FIGURE, "seed": list(SEEDS), "scale": scale(),
+              "bayes": world.bayes_accuracy(world.n_tiles),
+              "world": "TextureWorld(seed=0) (get_dataset('textureworld'))",
+              "config": "cooc_minimal/configs/texture.toml, seed overridden; variants: seed 0",
+              "protocol": f"bag_nuisance.knn_ceiling (k = 20, T = 0.07) on the first {LIMIT} "
+                          "images of each split; std over seeds (n - 1)",
+              "summary": summary, "rows": rows, "variants": variants,
+              **stamp("texture_knn_ceiling.py", argv, started)}
+    result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote cooc_minimal/results/{FIGURE}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

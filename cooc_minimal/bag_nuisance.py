@@ -1,0 +1,100 @@
+"""What a bag of tiles says of its parts, and what the paint adds to it (chapter 7).
+
+On a toy world the part of every tile is known, so each tile embedding h_t (D,) splits
+into the mean embedding of its part and a remainder, the *nuisance*::
+
+    h_t = m_{v(t)} + r_t          m_v (D,): the mean of part v's training tiles
+    b   = a + e                   b = mean_t h_t (the bag), a = mean_t m_{v(t)}, e = mean_t r_t
+
+``a`` is the *part bag*: what the bag would be if the network saw nothing but each tile's
+part. Comparing a kNN on ``a`` with a kNN on ``b`` separates two reasons a bag may fall
+short of Bayes: the geometry of the part means, and the nuisance left in the embedding.
+
+Averaging T tiles shrinks the nuisance only where the tiles disagree. If the remainders of
+an image's T tiles were independent, Var(e) would be Var(r) / T; the *shared ratio*
+``T Var(e) / Var(r)`` is 1 then, and T when every tile of an image carries the same
+remainder, as a per-image exposure does: no number of tiles averages that away.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cooc_minimal.bags import grid_embeddings
+from cooc_minimal.evaluate import accuracy, knn_classify
+from cooc_minimal.parts import part_means
+from cooc_minimal.toyworld import ToySample, ToyWorld
+
+__all__ = ["histogram_bags", "knn_ceiling", "nuisance_share", "shared_ratio", "split_bags"]
+
+
+def split_bags(tiles: torch.Tensor, parts: torch.Tensor,
+               means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The part bag a and the nuisance e of each image's bag b = a + e.
+
+    tiles: (N, T, D) the embeddings of every tile of N images; parts: (N, T) int64 their
+    parts; means: (V, D) the mean embedding of each part (from *training* tiles, also for
+    test images). Returns a, e: (N, D) float32 each.
+    """
+    if tiles.dim() != 3 or parts.shape != tiles.shape[:2]:
+        raise ValueError(f"tiles must be (N, T, D) and parts (N, T), got {tuple(tiles.shape)} "
+                         f"and {tuple(parts.shape)}.")
+    part_bag = means.float()[parts].mean(dim=1)  # (N, D)
+    return part_bag, tiles.float().mean(dim=1) - part_bag
+
+
+def nuisance_share(tiles: torch.Tensor, parts: torch.Tensor, means: torch.Tensor) -> float:
+    """Var(e) / Var(b): the share of the bags' variance (summed over features) that is not
+    the parts'. 0 when every tile embeds as its part's mean."""
+    part_bag, nuisance = split_bags(tiles, parts, means)
+    return (nuisance.var(dim=0).sum() / (part_bag + nuisance).var(dim=0).sum()).item()
+
+
+def shared_ratio(tiles: torch.Tensor, parts: torch.Tensor, means: torch.Tensor) -> float:
+    """T Var(e) / Var(r): 1 if an image's tiles carry independent nuisance, T if the same."""
+    remainder = tiles.float() - means.float()[parts]  # (N, T, D): r_t
+    # Population variances (divide by the count) on both sides: an exactly shared
+    # remainder then gives exactly T.
+    per_tile = remainder.flatten(0, 1).var(dim=0, unbiased=False).sum()
+    per_bag = remainder.mean(dim=1).var(dim=0, unbiased=False).sum()
+    return (tiles.shape[1] * per_bag / per_tile).item()
+
+
+def histogram_bags(parts: torch.Tensor, n_parts: int) -> torch.Tensor:
+    """The bag of one-hot parts: (N, T) int64 -> (N, V) float32, the share of each part.
+
+    What a network that saw each tile's part exactly, and nothing else, could at best give.
+    """
+    return F.one_hot(parts, n_parts).float().mean(dim=1)
+
+
+def knn_ceiling(model: nn.Module, train: ToySample, test: ToySample,
+                world: ToyWorld) -> dict[str, float]:
+    """The kNN (k = 20, T = 0.07) on three kinds of bags of all tiles, and the nuisance.
+
+    - ``"kNN, part histograms"``: :func:`histogram_bags`, no network;
+    - ``"kNN, part bags"``: the network's part bags a (its part means, no nuisance);
+    - ``"kNN, bags"``: the network's bags b, what chapter 7's kNN claim measures;
+    - ``"nuisance share"`` and ``"shared ratio"`` of the test bags (part means from train).
+    """
+    tiles = {name: grid_embeddings(model, sample.images, world.tile)
+             for name, sample in (("train", train), ("test", test))}  # (N, T, D) each
+    means = part_means(tiles["train"].flatten(0, 1), train.parts.flatten(),
+                       world.n_parts)  # (V, D)
+    (a_train, e_train), (a_test, e_test) = (split_bags(tiles[name], sample.parts, means)
+                                            for name, sample in (("train", train),
+                                                                 ("test", test)))
+
+    def knn(x_train: torch.Tensor, x_test: torch.Tensor) -> float:
+        return accuracy(knn_classify(x_train, train.labels, x_test), test.labels)
+
+    return {
+        "kNN, part histograms": knn(histogram_bags(train.parts, world.n_parts),
+                                    histogram_bags(test.parts, world.n_parts)),
+        "kNN, part bags": knn(a_train, a_test),
+        "kNN, bags": knn(a_train + e_train, a_test + e_test),
+        "nuisance share": nuisance_share(tiles["test"], test.parts, means),
+        "shared ratio": shared_ratio(tiles["test"], test.parts, means),
+    }

@@ -1,0 +1,92 @@
+"""bag_nuisance on synthetic tile embeddings whose split into parts and nuisance is known."""
+
+import pytest
+import torch
+from torch import nn
+
+from cooc_minimal.bag_nuisance import (
+    histogram_bags,
+    knn_ceiling,
+    nuisance_share,
+    shared_ratio,
+    split_bags,
+)
+from cooc_minimal.toyworld import ToyWorld
+
+N, T, V, D = 400, 16, 5, 6
+
+
+def synthetic(shared: float, independent: float, seed: int = 0):
+    """Tiles = part vector + a nuisance common to an image + a nuisance of each tile."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(V, D, generator=g)
+    parts = torch.randint(0, V, (N, T), generator=g)
+    tiles = (means[parts] + shared * torch.randn(N, 1, D, generator=g)
+             + independent * torch.randn(N, T, D, generator=g))
+    return tiles, parts, means
+
+
+def test_split_bags_adds_up_and_matches_the_loop():
+    tiles, parts, means = synthetic(0.5, 0.5)
+    part_bag, nuisance = split_bags(tiles, parts, means)
+    torch.testing.assert_close(part_bag + nuisance, tiles.mean(dim=1))
+    expected = torch.stack([sum(means[parts[i, t]] for t in range(T)) / T for i in range(3)])
+    torch.testing.assert_close(part_bag[:3], expected)
+
+
+def test_no_nuisance_means_share_zero():
+    tiles, parts, means = synthetic(0.0, 0.0)
+    assert nuisance_share(tiles, parts, means) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_shared_ratio_tells_independent_from_shared_nuisance():
+    # Independent per-tile noise: T Var(mean of T) / Var(one) = 1 up to sampling error.
+    assert shared_ratio(*synthetic(0.0, 1.0)) == pytest.approx(1.0, abs=0.15)
+    # The same remainder on every tile of an image: the ratio is T.
+    assert shared_ratio(*synthetic(1.0, 0.0)) == pytest.approx(T, rel=1e-5)
+    # Half and half in variance: T * (1 + 1/T) / 2 = (T + 1) / 2.
+    assert shared_ratio(*synthetic(1.0, 1.0)) == pytest.approx((T + 1) / 2, rel=0.15)
+
+
+def test_nuisance_share_follows_the_variances():
+    # Bag variance: parts (mean of 16 draws of a part vector) plus the shared nuisance.
+    tiles, parts, means = synthetic(1.0, 0.0)
+    part_bag, _ = split_bags(tiles, parts, means)
+    expected = D / (part_bag.var(dim=0).sum().item() + D)
+    assert nuisance_share(tiles, parts, means) == pytest.approx(expected, rel=0.15)
+
+
+def test_histogram_bags_count_parts():
+    parts = torch.tensor([[0, 0, 2, 1], [3, 3, 3, 3]])
+    expected = torch.tensor([[0.5, 0.25, 0.25, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    torch.testing.assert_close(histogram_bags(parts, 4), expected)
+
+
+def test_split_bags_refuses_mismatched_shapes():
+    tiles, parts, means = synthetic(0.0, 0.0)
+    with pytest.raises(ValueError, match=r"tiles must be \(N, T, D\) and parts \(N, T\)"):
+        split_bags(tiles, parts[:, :4], means)
+
+
+class MeanColour(nn.Module):
+    """Embeds a patch by its mean RGB value: on ToyWorld, where each part has its own
+    colour, that is the part up to a small per-tile brightness offset and noise."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))  # gives the model a device
+
+    def embed(self, x, space="embedding"):
+        return x.mean(dim=(-2, -1))
+
+
+def test_knn_ceiling_on_a_network_that_reads_parts():
+    world = ToyWorld(seed=0)
+    train, test = world.sample(600, 1), world.sample(300, 2)
+    figures = knn_ceiling(MeanColour(), train, test, world)
+    # Each tile's colour is its part's, with an offset of its own: little nuisance, and
+    # none shared by an image's tiles, so the part bags and the bags vote alike.
+    assert figures["nuisance share"] < 0.05
+    assert figures["shared ratio"] < 2
+    assert abs(figures["kNN, part bags"] - figures["kNN, bags"]) < 0.03
+    assert figures["kNN, part histograms"] > 0.5  # far above chance (0.1)
