@@ -48,7 +48,7 @@ from pathlib import Path
 import torch
 
 from cooc_minimal.config import Config, load_config
-from cooc_minimal.paths import result_path
+from cooc_minimal.paths import result_path, source_commit
 from cooc_minimal.runtime import grad_scaler, has_native_bf16, pick_device, resolve_precision
 from cooc_minimal.step import (
     activation_bytes_per_image,
@@ -85,14 +85,6 @@ def device_info(device: torch.device) -> dict:
 def card_name(name: str) -> str:
     """A device name as a file name: 'NVIDIA H100 80GB HBM3' -> 'nvidia_h100_80gb_hbm3'."""
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "cpu"
-
-
-def commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True,
-                              text=True).stdout.strip()
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "--", "cooc_minimal") else "")
 
 
 def sync(device: torch.device) -> None:
@@ -356,7 +348,7 @@ def main(argv: list[str] | None = None) -> dict:
     info = record["device"]
     record = {"command": "python benchmarks/gpu_check.py" + (
                   " " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
-              "commit": commit(), "date": datetime.date.today().isoformat(),
+              "commit": source_commit(), "date": datetime.date.today().isoformat(),
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "torch": torch.__version__, "cuda": torch.version.cuda,
                           "threads": torch.get_num_threads()},

@@ -23,7 +23,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import torch
 
 from cooc_minimal.config import load_config
-from cooc_minimal.paths import result_path
+from cooc_minimal.paths import result_path, source_commit
 from cooc_minimal.step import activation_bytes_per_image, build_trainee, loss_bytes
 
 CONFIGS = ("cifar10_vicreg", "cifar10_spectral", "cifar10_tcr", "cifar10_simclr",
@@ -40,7 +39,6 @@ CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet100": 100, "imagenet": 1000}
 #: the training images held on the device as uint8 (data.py holds CIFAR there; ImageNet
 #: comes through DataLoader workers, a batch at a time)
 RESIDENT = {"cifar10": 50_000 * 3 * 32 * 32, "cifar100": 50_000 * 3 * 32 * 32}
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SAVE = result_path("memory_cpu")
 
 
@@ -69,14 +67,6 @@ def measure(name: str) -> dict:
     return row
 
 
-def commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True,
-                              text=True).stdout.strip()
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "--", "cooc_minimal") else "")
-
-
 def table(rows: list[dict]) -> str:
     mb = 1e6
     lines = [f"{'config':<28}{'arch':<10}{'patches':<12}{'params':>9}{'fp32/img':>10}"
@@ -101,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     record = {
         "command": "python benchmarks/memory.py" + (f" {' '.join(argv or sys.argv[1:])}"
                                                     if (argv or sys.argv[1:]) else ""),
-        "commit": commit(),
+        "commit": source_commit(),
         "date": datetime.date.today().isoformat(),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "threads": torch.get_num_threads(),

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from importlib import resources
 from pathlib import Path
 
 __all__ = ["SHARED_RUNS", "read_result", "repository", "result_names", "result_path",
-           "runs_folder"]
+           "runs_folder", "source_commit"]
 
 #: The runs that several chapters and tests share, in the runs folder: folder name ->
 #: (shipped config, overrides). ``book/train_shared_runs.py`` trains them all in parallel.
@@ -76,3 +77,24 @@ def result_path(name: str) -> Path:
     """Where a script writes the recorded figure ``name``: the package's ``results/``
     folder in the clone it runs from."""
     return _PACKAGE / "results" / f"{_check_name(name)}.json"
+
+
+def source_commit(root: str | Path | None = None) -> str:
+    """The commit a record is made at: HEAD's full hash in the clone ``root`` (default: the
+    package's :func:`repository`), with ``-dirty`` when tracked files differ from it
+    (untracked files do not count); ``"unknown"`` outside a git clone or without git."""
+    root = repository() if root is None else Path(root)
+    if root is None:
+        return "unknown"
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  check=False).stdout.strip()
+        except OSError:  # no git on this machine
+            return ""
+
+    head = git("rev-parse", "--verify", "--quiet", "HEAD")  # nothing before a first commit
+    if not head:
+        return "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")

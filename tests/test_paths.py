@@ -80,3 +80,23 @@ def test_chapters_start_with_no_repository_around(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found == {name: str(work.resolve() / "runs") for name in CHAPTERS_WITH_RUNS}
+
+
+def test_source_commit_names_head_and_says_when_tracked_files_changed(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    assert paths.source_commit(tmp_path) == "unknown"  # not a clone
+    git("init", "-q")
+    assert paths.source_commit(tmp_path) == "unknown"  # a clone with no commit yet
+    (tmp_path / "a.txt").write_text("one\n")
+    git("add", "a.txt")
+    git("commit", "-qm", "first")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert paths.source_commit(tmp_path) == head and len(head) == 40
+    (tmp_path / "new.txt").write_text("untracked\n")
+    assert paths.source_commit(tmp_path) == head  # untracked files do not count
+    (tmp_path / "a.txt").write_text("two\n")
+    assert paths.source_commit(tmp_path) == head + "-dirty"

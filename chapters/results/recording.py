@@ -7,24 +7,11 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from cooc_minimal.paths import runs_folder
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def commit() -> str:
-    """HEAD's hash, with ``-dirty`` when tracked files differ from it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
-
-    head = git("rev-parse", "HEAD") or "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+from cooc_minimal.paths import runs_folder, source_commit
 
 
 def machine() -> str:
@@ -45,7 +32,7 @@ def stamp(script: str, argv: list[str] | None, started: float) -> dict:
     command = " ".join([f"python chapters/results/{script}",
                         *(sys.argv[1:] if argv is None else argv)]).strip()
     return {"elapsed_s": round(time.perf_counter() - started, 1), "command": command,
-            "commit": commit(), "machine": machine()}
+            "commit": source_commit(), "machine": machine()}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

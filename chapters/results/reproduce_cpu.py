@@ -25,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from recording import commit, machine
+from recording import machine
+
+from cooc_minimal.paths import source_commit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = " ".join(["python chapters/results/reproduce_cpu.py",
                         *(sys.argv[1:] if argv is None else argv)])
-    stamp = {"command": command.strip(), "commit": commit(), "machine": machine()}
+    stamp = {"command": command.strip(), "commit": source_commit(), "machine": machine()}
     with tempfile.TemporaryDirectory() as fresh:
         runs = args.runs.resolve() if args.runs else Path(fresh)
         env = {"COOC_SCALE": "smoke", "COOC_WRITE_RESULTS": "1", "COOC_RUNS": str(runs)}
