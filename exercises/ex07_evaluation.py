@@ -1,4 +1,5 @@
-"""Chapter 7: a bag embedding in one forward pass, and the weighted kNN vote.
+"""Chapter 7: a bag embedding in one forward pass, the weighted kNN vote, and a bag split
+into what its parts say and what the paint adds.
 
 Edit the functions below, then run ``make check-exercises CHAPTER=07``. The tasks, with
 hints, are on the book page "Exercises 7". Work on whole batches (no Python loop over
@@ -32,5 +33,18 @@ def knn_classify(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     For each test row q, with s_j the cosine similarity of q and training row j: the k
     training rows of largest s_j vote for their label with weight exp(s_j / temperature).
     Return (M,) int64, the label with the largest total weight for each test row.
+    """
+    raise NotImplementedError
+
+
+def split_bags(tiles: torch.Tensor, parts: torch.Tensor,
+               n_parts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's bag b = a + e: its part bag a and its nuisance e.
+
+    tiles: (N, T, D), the embeddings of the T tiles of N images; parts: (N, T) int64 in
+    [0, n_parts), the part of each tile; every part shows on at least one tile.
+    m_v (D,) is the mean of the embeddings of all the tiles of part v, over all N images.
+    Return (a, e), each (N, D): a_n = mean over t of m_{parts[n, t]}, e_n = b_n - a_n with
+    b_n = mean over t of tiles[n, t].
     """
     raise NotImplementedError

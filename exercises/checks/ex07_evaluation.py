@@ -114,3 +114,45 @@ def check_knn_classify(answers) -> None:
             "divide the similarities by the temperature before exp": _vote_by_loop(*args,
                                                                                    scale=False),
             "weight each vote by exp(s_j / T), not 1": _vote_by_loop(*args, weighted=False)})
+
+
+def _split_by_loop(tiles, parts, n_parts, per_image=False, distinct=False):
+    """The part bags and nuisances, tile by tile; the flags make two common slips."""
+    n_images, n_tiles, dim = tiles.shape
+    part_bags, nuisances = [], []
+    for n in range(n_images):
+        means = {}
+        for v in range(n_parts):
+            rows = [tiles[i, t] for i in (range(n_images) if not per_image else [n])
+                    for t in range(n_tiles) if int(parts[i, t]) == v]
+            if rows:
+                means[v] = torch.stack(rows).mean(0)
+        seen = sorted({int(v) for v in parts[n]}) if distinct else [int(v) for v in parts[n]]
+        part_bag = torch.stack([means[v] for v in seen]).mean(0)
+        part_bags.append(part_bag)
+        nuisances.append(tiles[n].mean(0) - part_bag)
+    return torch.stack(part_bags), torch.stack(nuisances)
+
+
+@exercise(points=2, forbid=RULES)
+def check_split_bags(answers) -> None:
+    g = torch.Generator().manual_seed(3)
+    for n_images, n_tiles, dim, n_parts in ((6, 4, 3, 3), (10, 9, 5, 6), (4, 16, 2, 8)):
+        parts = torch.randint(0, n_parts, (n_images, n_tiles), generator=g)
+        parts[0, :n_parts] = torch.arange(n_parts)  # every part shows at least once
+        tiles = torch.randn(n_images, n_tiles, dim, generator=g, dtype=torch.float64)
+        what = f"split_bags({n_images} images of {n_tiles} tiles, {n_parts} parts)"
+        result = unchanged_call(answers.split_bags, tiles, parts, n_parts, what=what)
+        assert isinstance(result, tuple | list) and len(result) == 2, (
+            f"{what} should return a pair (part bags, nuisances), got "
+            f"{type(result).__name__}")
+        part_bags, nuisances = _split_by_loop(tiles, parts, n_parts)
+        per_image = _split_by_loop(tiles, parts, n_parts, per_image=True)
+        distinct = _split_by_loop(tiles, parts, n_parts, distinct=True)
+        close(result[0], part_bags, f"the part bags of {what}", atol=1e-9, mistakes={
+            "m_v is the mean over the tiles of part v in *all* images, not in the image "
+            "itself (then every nuisance would be 0)": per_image[0],
+            "a part that shows on several tiles of an image counts once per tile: average "
+            "m_{parts[n, t]} over all T tiles, not over the distinct parts": distinct[0]})
+        close(result[1], nuisances, f"the nuisances of {what}", atol=1e-9, mistakes={
+            "the nuisance is e = b - a, the bag minus the part bag, not a - b": -nuisances})

@@ -26,3 +26,12 @@ def knn_classify(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     votes = torch.zeros(test_x.shape[0], n_classes, dtype=weight.dtype)
     votes.scatter_add_(1, train_y[index], weight)
     return votes.argmax(dim=1)
+
+
+def split_bags(tiles: torch.Tensor, parts: torch.Tensor,
+               n_parts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    flat, ids = tiles.reshape(-1, tiles.shape[-1]), parts.reshape(-1)  # (N T, D), (N T,)
+    sums = torch.zeros(n_parts, flat.shape[1], dtype=flat.dtype).index_add_(0, ids, flat)
+    means = sums / torch.bincount(ids, minlength=n_parts).to(flat.dtype)[:, None]  # (V, D)
+    part_bags = means[parts].mean(dim=1)  # (N, T, D) -> (N, D): a part counts once per tile
+    return part_bags, tiles.mean(dim=1) - part_bags
