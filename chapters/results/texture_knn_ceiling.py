@@ -74,14 +74,9 @@ def network(runs: Path, folder: str, overrides: list[str]):
                                      progress=False))
 
 
-def main(argv: list[str] | None = None) -> int:
-    runs = runs_from_arguments(__doc__, argv)
-    started = time.perf_counter()
-    train_set = get_dataset("textureworld", train=True)
-    world = train_set.world
-    full_train, test = world_sample(train_set), world_sample(
-        get_dataset("textureworld", train=False), LIMIT)
-    train = world_sample(train_set, LIMIT)
+def measure_seeds(runs: Path, train, full_train, test, world) -> tuple[list, list]:
+    """Rows of knn_ceiling for every seed's trained run and its untrained twin, and the
+    trained runs' rows on the repainted worlds."""
     rows, paint_rows = [], []
     for seed in SEEDS:
         trained, cfg = network(runs, "texture_vicreg" + (f"_seed{seed}" if seed else ""),
@@ -95,22 +90,30 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"  seed {seed}, {model}: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
-    summary = []
-    for model in ("trained", "untrained"):
-        mine = [r for r in rows if r["model"] == model]
-        entry = {"model": model, "seeds": len(mine)}
-        for key in (k for k, v in mine[0].items() if isinstance(v, float)):
-            entry[key + " mean"], entry[key + " std"] = mean_std([r[key] for r in mine])
-        summary.append(entry)
-    paints = []
-    for paint in PAINTS:
-        mine = [r for r in paint_rows if r["paint"] == paint]
-        entry = {"paint": paint, "nuisance": {k: list(v) if isinstance(v, tuple) else v
-                                              for k, v in PAINTS[paint].items()}}
-        for key in (k for k, v in mine[0].items() if isinstance(v, float)):
-            entry[key + " mean"], entry[key + " std"] = mean_std([r[key] for r in mine])
-        paints.append(entry)
-        print(f"  repainted, {paint}: kNN {entry['kNN, bags mean']:.3f}", flush=True)
+    return rows, paint_rows
+
+
+def summarise(rows: list[dict], field: str, value: str, **extra) -> dict:
+    """Mean and standard deviation over the seeds of every figure of the rows whose
+    ``field`` is ``value``."""
+    mine = [r for r in rows if r[field] == value]
+    entry = {field: value, "seeds": len(mine), **extra}
+    for key in (k for k, v in mine[0].items() if isinstance(v, float)):
+        entry[key + " mean"], entry[key + " std"] = mean_std([r[key] for r in mine])
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    runs = runs_from_arguments(__doc__, argv)
+    started = time.perf_counter()
+    train_set = get_dataset("textureworld", train=True)
+    world = train_set.world
+    full_train, train = world_sample(train_set), world_sample(train_set, LIMIT)
+    test = world_sample(get_dataset("textureworld", train=False), LIMIT)
+    rows, paint_rows = measure_seeds(runs, train, full_train, test, world)
+    paints = [summarise(paint_rows, "paint", paint, nuisance={
+        k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()})
+        for paint, changes in PAINTS.items()]
     variants = [{"variant": "texture.toml", "overrides": [],
                  **{k: v for k, v in rows[0].items() if k not in ("model", "seed")}}]
     for tag, overrides in VARIANTS.items():
@@ -124,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
               "config": "cooc_minimal/configs/texture.toml, seed overridden; variants: seed 0",
               "protocol": f"bag_nuisance.knn_ceiling (k = 20, T = 0.07) on the first {LIMIT} "
                           "images of each split; std over seeds (n - 1)",
-              "summary": summary, "rows": rows, "repainted": paints,
-              "repainted_rows": paint_rows, "variants": variants,
-              **stamp("texture_knn_ceiling.py", argv, started)}
+              "summary": [summarise(rows, "model", m) for m in ("trained", "untrained")],
+              "rows": rows, "repainted": paints, "repainted_rows": paint_rows,
+              "variants": variants, **stamp("texture_knn_ceiling.py", argv, started)}
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote cooc_minimal/results/{FIGURE}.json")
     return 0
