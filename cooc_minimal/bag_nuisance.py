@@ -41,6 +41,9 @@ def split_bags(tiles: torch.Tensor, parts: torch.Tensor,
     if tiles.dim() != 3 or parts.shape != tiles.shape[:2]:
         raise ValueError(f"tiles must be (N, T, D) and parts (N, T), got {tuple(tiles.shape)} "
                          f"and {tuple(parts.shape)}.")
+    if parts.numel() and not 0 <= int(parts.min()) <= int(parts.max()) < means.shape[0]:
+        raise ValueError(f"parts must lie in [0, {means.shape[0]}), one row of means per part, "
+                         f"got parts from {int(parts.min())} to {int(parts.max())}.")
     part_bag = means.float()[parts].mean(dim=1)  # (N, D)
     return part_bag, tiles.float().mean(dim=1) - part_bag
 
@@ -79,6 +82,11 @@ def knn_ceiling(model: nn.Module, train: ToySample, test: ToySample,
     - ``"kNN, bags"``: the network's bags b, what chapter 7's kNN claim measures;
     - ``"nuisance share"`` and ``"shared ratio"`` of the test bags (part means from train).
     """
+    missing = (torch.bincount(train.parts.flatten(), minlength=world.n_parts) == 0).nonzero()
+    if missing.numel():
+        raise ValueError(f"part(s) {missing.flatten().tolist()} never show in the "
+                         f"{train.parts.shape[0]} training images, so their mean embedding is "
+                         "undefined: pass more training images.")
     tiles = {name: grid_embeddings(model, sample.images, world.tile)
              for name, sample in (("train", train), ("test", test))}  # (N, T, D) each
     means = part_means(tiles["train"].flatten(0, 1), train.parts.flatten(),

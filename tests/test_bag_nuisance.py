@@ -1,5 +1,7 @@
 """bag_nuisance on synthetic tile embeddings whose split into parts and nuisance is known."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -62,10 +64,22 @@ def test_histogram_bags_count_parts():
     torch.testing.assert_close(histogram_bags(parts, 4), expected)
 
 
-def test_split_bags_refuses_mismatched_shapes():
+def test_split_bags_refuses_mismatched_shapes_and_unknown_parts():
     tiles, parts, means = synthetic(0.0, 0.0)
     with pytest.raises(ValueError, match=r"tiles must be \(N, T, D\) and parts \(N, T\)"):
         split_bags(tiles, parts[:, :4], means)
+    with pytest.raises(ValueError, match=r"parts must lie in \[0, 3\), one row of means"):
+        split_bags(tiles, parts, means[:3])
+
+
+def test_knn_ceiling_refuses_a_training_sample_that_misses_a_part():
+    world = ToyWorld(seed=0)
+    train = world.sample(3, 1)
+    absent = sorted(set(range(world.n_parts)) - set(train.parts.flatten().tolist()))
+    assert absent, "three images of 16 tiles should miss a part of this world"
+    expected = re.escape(f"part(s) {absent} never show in the 3 training images")
+    with pytest.raises(ValueError, match=expected):
+        knn_ceiling(MeanColour(), train, world.sample(5, 2), world)
 
 
 class MeanColour(nn.Module):
