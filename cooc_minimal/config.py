@@ -97,6 +97,8 @@ class Config:
     patch_size: int = _f(8, "side of the fixed-scale patches cut from each image (pixels)")
     patch_out: int = _f(0, "resize patches to this side (0 = keep patch_size)")
     n_patches: int = _f(8, "patches per image (at least 2)")
+    patch_grid: bool = _f(False, "draw patch positions on the grid of step patch_size (a toy "
+                                 "world's tiles, one part each), not anywhere in the image")
     augment: str = _f("byol", "'byol': BYOL's view 1 on the first half of each image's "
                               "patches, view 2 on the rest; 'byol_crop': the same with a "
                               "random resized crop (multi-scale); 'none'")
@@ -142,7 +144,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _TYPES = {"name": str, "dataset": str, "data_root": str, "image_size": int, "train_images": int,
           "num_workers": int, "arch": str, "width": int, "cifar_stem": bool, "projector": str,
           "sync_bn": bool, "loss": str, "loss_coeffs": dict, "patch_size": int,
-          "patch_out": int, "n_patches": int, "augment": str, "batch_size": int,
+          "patch_out": int, "n_patches": int, "patch_grid": bool, "augment": str, "batch_size": int,
           "batch_chunks": (int, str), "epochs": int,
           "warmup_epochs": float, "lr": float, "final_lr": float, "weight_decay": float,
           "optimizer": str, "momentum": float, "lars_eta": float, "seed": int, "device": str,

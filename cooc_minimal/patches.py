@@ -115,6 +115,26 @@ def random_boxes(batch: int, height: int, width: int, size: int, n: int,
     return torch.cat([corners, corners + size], dim=-1)
 
 
+def random_grid_boxes(batch: int, height: int, width: int, size: int, n: int,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Like :func:`random_boxes`, with corners on the grid of step ``size``: (batch, n, 4).
+
+    Each of the n positions is uniform over the (H // size) x (W // size) grid, drawn
+    independently (two may coincide: the same tile under two augmentations). On a toy
+    world every such patch is one tile, one part: the discrete patches of Proposition 3.1.
+    """
+    for name, value in (("batch", batch), ("height", height), ("width", width)):
+        positive_int(name, value)
+    positive_int("size", size)
+    positive_int("n", n)
+    _check_fits_side(size, height, width)
+    draw_on = generator.device if generator is not None else torch.device("cpu")
+    u = torch.rand(batch, n, 2, generator=generator, device=draw_on, dtype=torch.float64)
+    counts = torch.tensor([width // size, height // size], device=draw_on)
+    corners = (u * counts).floor().long().clamp_max(counts - 1) * size
+    return torch.cat([corners, corners + size], dim=-1)
+
+
 def grid_boxes(height: int, width: int, size: int, stride: int,
                device: torch.device | str | None = None) -> torch.Tensor:
     """Every grid position of a ``size`` patch moved by ``stride``, row by row.

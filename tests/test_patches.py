@@ -4,7 +4,15 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from cooc_minimal.patches import crop_boxes, grid_boxes, grid_patches, random_patches
+from cooc_minimal.config import load_config
+from cooc_minimal.patches import (
+    crop_boxes,
+    grid_boxes,
+    grid_patches,
+    random_grid_boxes,
+    random_patches,
+)
+from cooc_minimal.views import make_views
 
 
 def _images(b=3, c=3, h=20, w=24, seed=0):
@@ -129,3 +137,32 @@ def test_channels_last_numpy_and_empty_batches_are_named(images, match):
         with pytest.raises(ValueError, match=match) as caught:
             call()
         assert "\n" not in str(caught.value)
+
+
+def test_random_grid_boxes_lie_on_the_grid_and_reach_every_tile():
+    boxes = random_grid_boxes(500, 32, 40, 8, 6, torch.Generator().manual_seed(0))
+    assert boxes.shape == (500, 6, 4)
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    assert (x0 % 8 == 0).all() and (y0 % 8 == 0).all()
+    assert (x1 - x0 == 8).all() and (y1 - y0 == 8).all()
+    assert x1.max() <= 40 and y1.max() <= 32
+    # 5 x 4 tiles, each drawn about 3000 / 20 = 150 times: all of them, none far off
+    counts = torch.bincount((y0 // 8 * 5 + x0 // 8).flatten(), minlength=20)
+    assert counts.shape == (20,) and counts.min() > 100 and counts.max() < 200
+    again = random_grid_boxes(500, 32, 40, 8, 6, torch.Generator().manual_seed(0))
+    assert torch.equal(boxes, again)
+
+
+def test_patch_grid_makes_every_training_patch_one_tile():
+    cfg = load_config("texture", ["patch_grid=true", "augment=none", "n_patches=5"])
+    images = torch.rand(3, 3, 32, 32)
+    views = make_views(images, cfg, torch.Generator().manual_seed(1))  # (3, 5, 3, 8, 8)
+    tiles = images.unfold(2, 8, 8).unfold(3, 8, 8)  # (3, 3, 4, 4, 8, 8): every tile
+    tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(3, 16, 3, 8, 8)
+    for b in range(3):
+        for k in range(5):
+            assert any(torch.equal(views[b, k], tile) for tile in tiles[b]), (b, k)
+    off_grid = make_views(images, load_config("texture", ["augment=none", "n_patches=5"]),
+                          torch.Generator().manual_seed(1))
+    assert not all(any(torch.equal(off_grid[b, k], t) for t in tiles[b])
+                   for b in range(3) for k in range(5))
