@@ -12,7 +12,8 @@ it: what each kind of paint costs the kNN, the network held fixed.
 
 Then, seed 0 only, the same numbers for variants of ``configs/texture.toml`` that one might
 expect to close the gap: longer training, more patches, larger batches, another loss, a
-narrow projector, no augmentations. Each variant is a run ``texture_vicreg_<tag>``, trained
+narrow projector, no augmentations, and training patches on the tile grid (``patch_grid``:
+every patch one tile, one part). Each variant is a run ``texture_vicreg_<tag>``, trained
 through ``ensure_trained`` (existing runs are reused).
 
     python chapters/results/texture_knn_ceiling.py   # about 12 minutes on 2 cores
@@ -48,6 +49,8 @@ VARIANTS = {
     "simclr": ["loss=simclr"],
     "projector16": ["projector=192-16"],
     "noaug": ["augment=none"],
+    "grid": ["patch_grid=true"],
+    "grid16": ["patch_grid=true", "n_patches=16"],
 }
 #: name -> the Nuisance of a repainted world (the rest of the paint as in Nuisance())
 PAINTS = {
