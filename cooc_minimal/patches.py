@@ -94,14 +94,10 @@ def random_patches(images: torch.Tensor, size: int, n: int, out_size: int | None
     return patches, boxes
 
 
-def random_boxes(batch: int, height: int, width: int, size: int, n: int,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """The boxes :func:`random_patches` draws: (batch, n, 4) int64 ``(x0, y0, x1, y1)``.
-
-    Drawn on the generator's device (the CPU without one). The same generator state gives
-    the same boxes as ``random_patches`` on a batch of ``batch`` images, so a training
-    process can draw the boxes of the whole global batch and crop only its own rows.
-    """
+def _random_corner_boxes(batch: int, height: int, width: int, size: int, n: int,
+                         generator: torch.Generator | None, step: int) -> torch.Tensor:
+    """(batch, n, 4) boxes of side ``size`` whose corners are uniform over the positions
+    0, step, 2 step, ... that fit: every pixel with step 1, the tile grid with step size."""
     for name, value in (("batch", batch), ("height", height), ("width", width)):
         positive_int(name, value)
     positive_int("size", size)
@@ -110,9 +106,21 @@ def random_boxes(batch: int, height: int, width: int, size: int, n: int,
     draw_on = generator.device if generator is not None else torch.device("cpu")
     # Uniform integers without a per-row bound: floor(u * count) is uniform on 0..count-1.
     u = torch.rand(batch, n, 2, generator=generator, device=draw_on, dtype=torch.float64)
-    counts = torch.tensor([width - size + 1, height - size + 1], device=draw_on)
-    corners = (u * counts).floor().long().clamp_max(counts - 1)
+    counts = torch.tensor([(width - size) // step + 1, (height - size) // step + 1],
+                          device=draw_on)
+    corners = (u * counts).floor().long().clamp_max(counts - 1) * step
     return torch.cat([corners, corners + size], dim=-1)
+
+
+def random_boxes(batch: int, height: int, width: int, size: int, n: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """The boxes :func:`random_patches` draws: (batch, n, 4) int64 ``(x0, y0, x1, y1)``.
+
+    Drawn on the generator's device (the CPU without one). The same generator state gives
+    the same boxes as ``random_patches`` on a batch of ``batch`` images, so a training
+    process can draw the boxes of the whole global batch and crop only its own rows.
+    """
+    return _random_corner_boxes(batch, height, width, size, n, generator, step=1)
 
 
 def random_grid_boxes(batch: int, height: int, width: int, size: int, n: int,
@@ -123,16 +131,7 @@ def random_grid_boxes(batch: int, height: int, width: int, size: int, n: int,
     independently (two may coincide: the same tile under two augmentations). On a toy
     world every such patch is one tile, one part: the discrete patches of Proposition 3.1.
     """
-    for name, value in (("batch", batch), ("height", height), ("width", width)):
-        positive_int(name, value)
-    positive_int("size", size)
-    positive_int("n", n)
-    _check_fits_side(size, height, width)
-    draw_on = generator.device if generator is not None else torch.device("cpu")
-    u = torch.rand(batch, n, 2, generator=generator, device=draw_on, dtype=torch.float64)
-    counts = torch.tensor([width // size, height // size], device=draw_on)
-    corners = (u * counts).floor().long().clamp_max(counts - 1) * size
-    return torch.cat([corners, corners + size], dim=-1)
+    return _random_corner_boxes(batch, height, width, size, n, generator, step=size)
 
 
 def grid_boxes(height: int, width: int, size: int, stride: int,
