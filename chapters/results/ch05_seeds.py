@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from recording import mean_std, runs_from_arguments, stamp
+from recording import runs_from_arguments, seed_summary, stamp
 
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
@@ -64,16 +64,8 @@ def scores(Z: torch.Tensor, world: ToyWorld) -> dict:
 
 def summary(rows: list[dict]) -> list[dict]:
     """Mean and standard deviation (n - 1) over seeds, per model, space and figure."""
-    table = []
-    for model in (*RUNS, "untrained"):
-        for space in ("projection", "embedding"):
-            mine = [r for r in rows if r["model"] == model and r["space"] == space]
-            entry = {"model": model, "space": space, "seeds": len(mine)}
-            for key in ("gram", "pairs"):
-                values = [r[key] for r in mine]
-                entry[f"{key}_mean"], entry[f"{key}_std"] = mean_std(values)
-            table.append(entry)
-    return table
+    return [seed_summary(rows, {"model": model, "space": space}, ("gram", "pairs"))
+            for model in (*RUNS, "untrained") for space in ("projection", "embedding")]
 
 
 def main(argv: list[str] | None = None) -> int:

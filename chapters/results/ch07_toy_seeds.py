@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from recording import mean_std, runs_from_arguments, stamp
+from recording import runs_from_arguments, seed_summary, stamp
 
 from cooc_minimal.bags import bag_embeddings
 from cooc_minimal.checkpoint import load_model
@@ -96,16 +96,7 @@ def summary(rows: list[dict]) -> list[dict]:
         key = {k: v for k, v in r.items() if k not in figures and k != "seed"}
         if key not in keys:
             keys.append(key)
-    table = []
-    for key in keys:
-        mine = [r for r in rows if all(r.get(k) == v for k, v in key.items())]
-        entry = dict(key, seeds=len(mine))
-        for name in figures:
-            if name in mine[0]:
-                values = [r[name] for r in mine]
-                entry[f"{name}_mean"], entry[f"{name}_std"] = mean_std(values)
-        table.append(entry)
-    return table
+    return [seed_summary(rows, key, figures) for key in keys]
 
 
 def main(argv: list[str] | None = None) -> int:

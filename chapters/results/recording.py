@@ -38,3 +38,16 @@ def stamp(script: str, argv: list[str] | None, started: float) -> dict:
 def mean_std(values: list[float]) -> tuple[float, float]:
     """The mean and the standard deviation (n - 1; 0 for one value)."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def seed_summary(rows: list[dict], match: dict, figures, join: str = "_") -> dict:
+    """The rows that agree with ``match`` on its keys, summarised over their seeds:
+    ``match``, their number ``seeds``, then ``<figure><join>mean`` and ``<figure><join>std``
+    (:func:`mean_std`) for each of ``figures`` that the rows hold."""
+    mine = [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+    entry = dict(match, seeds=len(mine))
+    for name in figures:
+        if name in mine[0]:
+            entry[f"{name}{join}mean"], entry[f"{name}{join}std"] = mean_std(
+                [r[name] for r in mine])
+    return entry

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from recording import mean_std, runs_from_arguments, stamp
+from recording import runs_from_arguments, seed_summary, stamp
 
 from cooc_minimal.bag_nuisance import knn_ceiling
 from cooc_minimal.checkpoint import load_model
@@ -97,16 +97,6 @@ def measure_seeds(runs: Path, train, full_train, test, world) -> tuple[list, lis
     return rows, paint_rows
 
 
-def summarise(rows: list[dict], field: str, value: str, **extra) -> dict:
-    """Mean and standard deviation over the seeds of every figure of the rows whose
-    ``field`` is ``value``."""
-    mine = [r for r in rows if r[field] == value]
-    entry = {field: value, "seeds": len(mine), **extra}
-    for key in (k for k, v in mine[0].items() if isinstance(v, float)):
-        entry[key + " mean"], entry[key + " std"] = mean_std([r[key] for r in mine])
-    return entry
-
-
 def main(argv: list[str] | None = None) -> int:
     runs = runs_from_arguments(__doc__, argv)
     started = time.perf_counter()
@@ -115,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     full_train, train = world_sample(train_set), world_sample(train_set, LIMIT)
     test = world_sample(get_dataset("textureworld", train=False), LIMIT)
     rows, paint_rows = measure_seeds(runs, train, full_train, test, world)
-    paints = [summarise(paint_rows, "paint", paint, nuisance={
+    figures = [k for k, v in rows[0].items() if isinstance(v, float)]  # a trained row: all
+    paints = [dict(seed_summary(paint_rows, {"paint": paint}, figures, join=" "), nuisance={
         k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()})
         for paint, changes in PAINTS.items()]
     variants = [{"variant": "texture.toml", "overrides": [],
@@ -131,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
               "config": "cooc_minimal/configs/texture.toml, seed overridden; variants: seed 0",
               "protocol": f"bag_nuisance.knn_ceiling (k = 20, T = 0.07) on the first {LIMIT} "
                           "images of each split; std over seeds (n - 1)",
-              "summary": [summarise(rows, "model", m) for m in ("trained", "untrained")],
+              "summary": [seed_summary(rows, {"model": m}, figures, join=" ")
+                          for m in ("trained", "untrained")],
               "rows": rows, "repainted": paints, "repainted_rows": paint_rows,
               "variants": variants, **stamp("texture_knn_ceiling.py", argv, started)}
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")

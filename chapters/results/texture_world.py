@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from recording import mean_std, runs_from_arguments, stamp
+from recording import runs_from_arguments, seed_summary, stamp
 
 from cooc_minimal.config import load_config
 from cooc_minimal.evaluate import tile_bag_accuracy
@@ -76,15 +76,8 @@ def measure(runs: Path, augment: str, seed: int) -> list[dict]:
 
 def summary(rows: list[dict]) -> list[dict]:
     """Mean and standard deviation (n - 1) over the seeds, per model and read-out."""
-    table = []
-    for model in ("untrained", *AUGMENTS.values()):
-        mine = [r for r in rows if r["model"] == model]
-        entry = {"model": model, "seeds": len(mine)}
-        for key in ("probe", "kNN", "train_s"):
-            values = [r[key] for r in mine]
-            entry[f"{key}_mean"], entry[f"{key}_std"] = mean_std(values)
-        table.append(entry)
-    return table
+    return [seed_summary(rows, {"model": model}, ("probe", "kNN", "train_s"))
+            for model in ("untrained", *AUGMENTS.values())]
 
 
 def main(argv: list[str] | None = None) -> int:
