@@ -94,7 +94,7 @@ def random_patches(images: torch.Tensor, size: int, n: int, out_size: int | None
     return patches, boxes
 
 
-def _random_corner_boxes(batch: int, height: int, width: int, size: int, n: int,
+def _random_corner_boxes(batch: int, height: int, width: int, size: int, n: int, *,
                          generator: torch.Generator | None, step: int) -> torch.Tensor:
     """(batch, n, 4) boxes of side ``size`` whose corners are uniform over the positions
     0, step, 2 step, ... that fit: every pixel with step 1, the tile grid with step size."""
@@ -120,7 +120,7 @@ def random_boxes(batch: int, height: int, width: int, size: int, n: int,
     the same boxes as ``random_patches`` on a batch of ``batch`` images, so a training
     process can draw the boxes of the whole global batch and crop only its own rows.
     """
-    return _random_corner_boxes(batch, height, width, size, n, generator, step=1)
+    return _random_corner_boxes(batch, height, width, size, n, generator=generator, step=1)
 
 
 def random_grid_boxes(batch: int, height: int, width: int, size: int, n: int,
@@ -131,7 +131,7 @@ def random_grid_boxes(batch: int, height: int, width: int, size: int, n: int,
     independently (two may coincide: the same tile under two augmentations). On a toy
     world every such patch is one tile, one part: the discrete patches of Proposition 3.1.
     """
-    return _random_corner_boxes(batch, height, width, size, n, generator, step=size)
+    return _random_corner_boxes(batch, height, width, size, n, generator=generator, step=size)
 
 
 def grid_boxes(height: int, width: int, size: int, stride: int,
