@@ -55,7 +55,7 @@ def timed(fn, threads: int) -> tuple[float, torch.Tensor]:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--images", type=int, default=10_000, help="toy images (10,000)")
     parser.add_argument("--n", type=int, default=16, help="patches per image (16)")
     parser.add_argument("--batch-size", type=int, default=None,

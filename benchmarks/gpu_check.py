@@ -332,7 +332,7 @@ def check(device: torch.device, quick: bool, steps: int, folder: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--quick", action="store_true",
                         help="tiny batches, one timed step, the CUDA tests listed not run")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 3)")

@@ -109,7 +109,7 @@ def gram_table(rows: list[dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--n", type=int, default=1024, help="batch size N (default 1024)")
     parser.add_argument("--dims", type=int, nargs="+", default=[128, 2048, 8192],
                         help="embedding dimensions D (default 128 2048 8192)")

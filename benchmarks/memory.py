@@ -81,7 +81,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--save", default=str(DEFAULT_SAVE), help="JSON path ('' = none)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names")
     args = parser.parse_args(argv)

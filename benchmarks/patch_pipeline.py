@@ -83,7 +83,7 @@ def timed(fn) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--batch", type=int, default=256, help="images per batch (256)")
     parser.add_argument("--n", type=int, nargs="+", default=[4, 16, 32], help="patches per image")
     parser.add_argument("--view", type=int, choices=(1, 2), default=2,

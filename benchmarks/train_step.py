@@ -232,7 +232,7 @@ def show(rows: list[dict], title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--steps", type=int, default=8, help="timed steps per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="keep the best of this many")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")

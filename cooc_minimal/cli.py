@@ -86,7 +86,7 @@ def build_train_parser() -> argparse.ArgumentParser:
     """The options of ``cooc-train``; ``--help`` also lists every config key."""
     keys = "\n".join(f"  {k:<17} {h} (default {d})" for k, d, h in describe_keys())
     parser = argparse.ArgumentParser(
-        prog="python -m cooc_minimal.train",
+        prog="python -m cooc_minimal.train", allow_abbrev=False,
         description="Train a joint-embedding model on fixed-scale patches (BagSSL, appendix C "
                     "settings). Single GPU or CPU: python -m cooc_minimal.train --config "
                     "cifar10_vicreg --data-root ~/data --out runs/c10. Several GPUs: torchrun "
@@ -221,7 +221,7 @@ def check_writable_file(path: Path, option: str) -> None:
 def build_eval_parser() -> argparse.ArgumentParser:
     """The options of ``cooc-eval``."""
     parser = argparse.ArgumentParser(
-        prog="python -m cooc_minimal.evaluate",
+        prog="python -m cooc_minimal.evaluate", allow_abbrev=False,
         description="Linear probe and weighted kNN on bag embeddings: each image is the mean "
                     "embedding of n fixed-scale patches; optionally the multi-scale "
                     "convergence of the bags to the whole image. Example: python -m "

@@ -272,3 +272,20 @@ def test_run_command_words_what_the_library_did_not(capsys):
         assert words in said(capsys, "cooc-x")
     with pytest.raises(RuntimeError, match="a bug"):  # not bad input: the traceback stays
         cli.run_command("cooc-x", raising(RuntimeError("a bug")))
+
+
+def test_an_abbreviated_option_is_refused_not_guessed(capsys):
+    """``--run x`` must not be taken for ``--runs x`` (a results script would train every
+    run into ./x), nor ``--data`` for ``--dataset`` or ``--data-root``."""
+    with pytest.raises(SystemExit) as stop:
+        cli.build_eval_parser().parse_args(["--checkpoint", "x.pt", "--data", "cifar10"])
+    assert stop.value.code == 2 and "unrecognized arguments: --data" in capsys.readouterr().err
+    sys.path.insert(0, str(REPO / "chapters" / "results"))
+    try:
+        from recording import runs_from_arguments
+    finally:
+        sys.path.remove(str(REPO / "chapters" / "results"))
+    with pytest.raises(SystemExit):
+        runs_from_arguments("A results script.", ["--run", "x"])
+    assert "unrecognized arguments: --run" in capsys.readouterr().err
+    assert runs_from_arguments("A results script.", ["--runs", "x"]) == Path("x").resolve()

@@ -20,7 +20,7 @@ def machine() -> str:
 
 def runs_from_arguments(doc: str, argv: list[str] | None) -> Path:
     """The folder of the runs: ``--runs``, else ``$COOC_RUNS``, else the clone's ``runs/``."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--runs", type=Path, help="folder of the runs (default: $COOC_RUNS, "
                                                   "else runs/)")
     args = parser.parse_args(argv)

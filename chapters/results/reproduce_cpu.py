@@ -55,7 +55,7 @@ def run_notebook(name: str, env: dict[str, str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--runs", type=Path,
                         help="folder of the toy runs (default: a fresh temporary folder)")
     parser.add_argument("--no-benchmark", action="store_true",
