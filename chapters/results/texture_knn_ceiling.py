@@ -4,22 +4,22 @@ allow, and what the nuisance left in the embedding costs (``texture_knn_ceiling.
 For seeds 0, 1 and 2 it measures ``bag_nuisance.knn_ceiling`` (the kNN on part histograms,
 on the network's part bags, on its bags; the nuisance share and shared ratio) for the run
 ``texture_vicreg[_seed{s}]`` and its untrained twin, on the first 2,000 images of each split
-of ``textureworld``, and the trained bags' kNN with all 10,000 training bags as neighbours.
+of ``textureworld``, with the bags' kNN with all 10,000 training bags as neighbours and the
+linear probe on the bags (chapter 7's probe claim).
 
 It also repaints the same world (same classes and parts, ``TextureWorld(seed=0)``) with
 less nuisance, 2,000 new images of each split, and measures the same trained networks on
 it: what each kind of paint costs the kNN, the network held fixed.
 
-Then, seed 0 only, the same numbers for variants of ``configs/texture.toml`` that one might
-expect to close the gap: longer training, more patches, larger batches, another loss, a
-narrow projector, no augmentations, and training patches on the tile grid (``patch_grid``:
-every patch one tile, one part). Each variant is a run ``texture_vicreg_<tag>``, trained
-through ``ensure_trained`` (existing runs are reused). The two grid variants, the ones that
-help, are also trained with seeds 1 and 2 (``texture_vicreg_<tag>_seed{s}``) and measured
-over the three seeds, with their linear probe and their kNN with all 10,000 training bags.
+Then the same numbers, over the same seeds, for variants of ``configs/texture.toml`` that
+one might expect to close the gap: longer training, more patches, larger batches, another
+loss, a narrow projector, no augmentations, and training patches on the tile grid
+(``patch_grid``: every patch one tile, one part). Each variant is a run
+``texture_vicreg_<tag>[_seed{s}]``, trained through ``ensure_trained`` (existing runs, such
+as texture_world.py's ``noaug`` ones, are reused).
 
-    python chapters/results/texture_knn_ceiling.py   # 1 min with the runs trained; about
-                                                      # 23 min on 2 cores training all 15
+    python chapters/results/texture_knn_ceiling.py   # 2 min with the runs trained; about
+                                                      # 40 min on 2 cores training all 27
 """
 
 from __future__ import annotations
@@ -55,8 +55,6 @@ VARIANTS = {
     "grid": ["patch_grid=true"],
     "grid16": ["patch_grid=true", "n_patches=16"],
 }
-#: the variants that lift the kNN, measured over SEEDS as well
-SEEDED_VARIANTS = ("grid", "grid16")
 #: name -> the Nuisance of a repainted world (the rest of the paint as in Nuisance())
 PAINTS = {
     "as trained": {},
@@ -82,41 +80,43 @@ def network(runs: Path, folder: str, overrides: list[str]):
                                      progress=False))
 
 
-def measure_seeded_variants(runs: Path, train, full_train, test, world) -> list[dict]:
-    """knn_ceiling, the probe and the kNN with every training bag, for SEEDED_VARIANTS'
-    runs with each of SEEDS (seed 0 is the variants table's run)."""
-    rows = []
-    for tag in SEEDED_VARIANTS:
-        for seed in SEEDS:
-            suffix = f"_seed{seed}" if seed else ""
-            net, _ = network(runs, f"texture_vicreg_{tag}{suffix}",
-                             [*VARIANTS[tag], f"seed={seed}"])
-            rows.append({"variant": tag, "seed": seed, **knn_ceiling(net, train, test, world),
-                         "kNN, bags, all training bags": knn_ceiling(
-                             net, full_train, test, world)["kNN, bags"],
-                         "probe": bag_probe_near_bayes(net, train, test, world).figure})
-            print(f"  {tag}, seed {seed}: kNN {rows[-1]['kNN, bags']:.3f}, probe "
-                  f"{rows[-1]['probe']:.3f}", flush=True)
-    return rows
+def figures_of(net, train, full_train, test, world) -> dict[str, float]:
+    """knn_ceiling, the kNN with every training bag as a neighbour, and the linear probe."""
+    return {**knn_ceiling(net, train, test, world),
+            "kNN, bags, all training bags": knn_ceiling(net, full_train, test, world)[
+                "kNN, bags"],
+            "probe": bag_probe_near_bayes(net, train, test, world).figure}
 
 
 def measure_seeds(runs: Path, train, full_train, test, world) -> tuple[list, list]:
-    """Rows of knn_ceiling for every seed's trained run and its untrained twin, and the
-    trained runs' rows on the repainted worlds."""
+    """figures_of every seed's trained run and its untrained twin, and the trained runs'
+    knn_ceiling on the repainted worlds."""
     rows, paint_rows = [], []
     for seed in SEEDS:
         trained, cfg = network(runs, "texture_vicreg" + (f"_seed{seed}" if seed else ""),
                                [f"seed={seed}"])
         for model, net in (("trained", trained), ("untrained", untrained_twin(trained, cfg))):
-            row = {"model": model, "seed": seed, **knn_ceiling(net, train, test, world)}
-            if model == "trained":
-                row["kNN, bags, all training bags"] = knn_ceiling(
-                    net, full_train, test, world)["kNN, bags"]
-                paint_rows += repainted(net, seed)
-            rows.append(row)
+            rows.append({"model": model, "seed": seed,
+                         **figures_of(net, train, full_train, test, world)})
+            paint_rows += repainted(net, seed) if model == "trained" else []
             print(f"  seed {seed}, {model}: " + ", ".join(
-                f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
+                f"{k} {v:.3f}" for k, v in rows[-1].items() if isinstance(v, float)),
+                flush=True)
     return rows, paint_rows
+
+
+def measure_variants(runs: Path, train, full_train, test, world) -> list[dict]:
+    """figures_of every variant's run with each of SEEDS."""
+    rows = []
+    for tag, overrides in VARIANTS.items():
+        for seed in SEEDS:
+            net, _ = network(runs, f"texture_vicreg_{tag}" + (f"_seed{seed}" if seed else ""),
+                             [*overrides, f"seed={seed}"])
+            rows.append({"variant": tag, "seed": seed,
+                         **figures_of(net, train, full_train, test, world)})
+            print(f"  {tag}, seed {seed}: kNN {rows[-1]['kNN, bags']:.3f}, probe "
+                  f"{rows[-1]['probe']:.3f}", flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,28 +131,23 @@ def main(argv: list[str] | None = None) -> int:
     paints = [dict(seed_summary(paint_rows, {"paint": paint}, figures, join=" "), nuisance={
         k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()})
         for paint, changes in PAINTS.items()]
-    variants = [{"variant": "texture.toml", "overrides": [],
-                 **{k: v for k, v in rows[0].items() if k not in ("model", "seed")}}]
-    for tag, overrides in VARIANTS.items():
-        net, _ = network(runs, f"texture_vicreg_{tag}", overrides)
-        variants.append({"variant": tag, "overrides": overrides,
-                         **knn_ceiling(net, train, test, world)})
-        print(f"  {tag}: kNN {variants[-1]['kNN, bags']:.3f}", flush=True)
-    seeded = measure_seeded_variants(runs, train, full_train, test, world)
-    seeded_figures = [k for k, v in seeded[0].items() if isinstance(v, float)]
+    variant_rows = measure_variants(runs, train, full_train, test, world)
+    base = seed_summary(rows, {"model": "trained"}, figures, join=" ")
+    variants = [dict(variant="texture.toml", overrides=[],
+                     **{k: v for k, v in base.items() if k != "model"})]
+    variants += [dict(seed_summary(variant_rows, {"variant": tag}, figures, join=" "),
+                      overrides=overrides) for tag, overrides in VARIANTS.items()]
     record = {"figure": FIGURE, "seed": list(SEEDS), "scale": scale(),
               "bayes": world.bayes_accuracy(world.n_tiles),
               "world": "TextureWorld(seed=0) (get_dataset('textureworld'))",
-              "config": "cooc_minimal/configs/texture.toml, seed overridden; variants: seed 0",
+              "config": "cooc_minimal/configs/texture.toml, seed overridden",
               "protocol": f"bag_nuisance.knn_ceiling (k = 20, T = 0.07) on the first {LIMIT} "
                           "images of each split; std over seeds (n - 1)",
               "summary": [seed_summary(rows, {"model": m}, figures, join=" ")
                           for m in ("trained", "untrained")],
               "rows": rows, "repainted": paints, "repainted_rows": paint_rows,
-              "variants": variants,
-              "seeded_variants": [seed_summary(seeded, {"variant": tag}, seeded_figures,
-                                               join=" ") for tag in SEEDED_VARIANTS],
-              "seeded_variant_rows": seeded, **stamp("texture_knn_ceiling.py", argv, started)}
+              "variants": variants, "variant_rows": variant_rows,
+              **stamp("texture_knn_ceiling.py", argv, started)}
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote cooc_minimal/results/{FIGURE}.json")
     return 0
