@@ -19,7 +19,7 @@ loss, a narrow projector, no augmentations, and training patches on the tile gri
 as texture_world.py's ``noaug`` ones, are reused).
 
     python chapters/results/texture_knn_ceiling.py   # 2 min with the runs trained; about
-                                                      # 40 min on 2 cores training all 27
+                                                      # 35 min on 2 cores training all 27
 """
 
 from __future__ import annotations
