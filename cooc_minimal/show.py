@@ -31,8 +31,12 @@ __all__ = ["show_figure", "show_source", "show_table", "show_text", "source_html
 _TABLE_STYLE = "border-collapse:collapse;margin:0.5em 0;font-size:0.9em"
 _CELL_STYLE = "border:1px solid #ccc;padding:0.2em 0.6em"
 _HEAD_STYLE = _CELL_STYLE + ";background:#f3f3f3;font-weight:bold;text-align:center"
-# numbers line up on the right, words read from the left
-_ALIGN = {True: ";text-align:right", False: ";text-align:left"}
+# Figures line up on the right and never break across lines (the book's CSS lets other
+# cells break anywhere, to fit wide tables); words read from the left.
+_ALIGN = {True: ";text-align:right;white-space:nowrap;overflow-wrap:normal",
+          False: ";text-align:left"}
+# a figure written as text: "84.6 ± 0.3", "0.913 ± 0.002", "91.8%", "-1.5e-3"
+_FIGURE_TEXT = re.compile(r"[-+]?[\d.,]+(e[-+]?\d+)?%?( ± [\d.,]+(e[-+]?\d+)?%?)?")
 _CAPTION_STYLE = "font-weight:bold;margin:0.6em 0 0.2em 0"
 
 
@@ -51,9 +55,12 @@ def _format_cell(value: Any, floatfmt: str) -> str:
     return html.escape(text)
 
 
-def _is_number(value: Any) -> bool:
+def _is_figure(value: Any) -> bool:
+    """A real number, or text that is one (possibly with a ``± spread`` and ``%``)."""
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
         value = value.item()
+    if isinstance(value, str):
+        return any(c.isdigit() for c in value) and bool(_FIGURE_TEXT.fullmatch(value.strip()))
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -97,7 +104,7 @@ def table_html(
         parts.append(f"<thead><tr>{heads}</tr></thead>")
     parts.append("<tbody>")
     for r in body:
-        cells = "".join(f'<td style="{_CELL_STYLE}{_ALIGN[_is_number(v)]}">'
+        cells = "".join(f'<td style="{_CELL_STYLE}{_ALIGN[_is_figure(v)]}">'
                         f'{_format_cell(v, floatfmt)}</td>' for v in r)
         parts.append(f"<tr>{cells}</tr>")
     parts.append("</tbody></table></div>")

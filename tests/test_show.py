@@ -136,4 +136,16 @@ def test_numbers_align_right_and_words_left():
 
     page = table_html([{"name": "vicreg", "accuracy": 0.911}])
     assert 'text-align:left">vicreg<' in page
-    assert 'text-align:right">0.911<' in page
+    assert 'text-align:right;white-space:nowrap;overflow-wrap:normal">0.911<' in page
+
+
+@pytest.mark.parametrize("figure", ["84.6 ± 0.3", "0.913 ± 0.002", "91.8%", "-1.5e-3", "1,024"])
+def test_figures_written_as_text_align_right_and_never_break(figure):
+    """A mean ± std is a figure too: right-aligned, and kept on one line even where the
+    book's CSS lets a table's cells break anywhere."""
+    from cooc_minimal.show import table_html
+
+    page = table_html([{"variant": "epochs=12", "kNN": figure, "note": "about 0.9 at most"}])
+    assert f'text-align:right;white-space:nowrap;overflow-wrap:normal">{figure}<' in page
+    assert 'text-align:left">epochs=12<' in page
+    assert 'text-align:left">about 0.9 at most<' in page
