@@ -31,10 +31,13 @@ __all__ = ["show_figure", "show_source", "show_table", "show_text", "source_html
 _TABLE_STYLE = "border-collapse:collapse;margin:0.5em 0;font-size:0.9em"
 _CELL_STYLE = "border:1px solid #ccc;padding:0.2em 0.6em"
 _HEAD_STYLE = _CELL_STYLE + ";background:#f3f3f3;font-weight:bold;text-align:center"
-# Figures line up on the right and never break across lines (the book's CSS lets other
-# cells break anywhere, to fit wide tables); words read from the left.
-_ALIGN = {True: ";text-align:right;white-space:nowrap;overflow-wrap:normal",
-          False: ";text-align:left"}
+# Figures line up on the right and never break inside a number (a mean ± std may wrap at
+# its spaces); words read from the left.
+_ALIGN = {True: ";text-align:right;overflow-wrap:normal", False: ";text-align:left"}
+# Words stay whole (book/_static/cooc.css); a long name, path or hash may break anywhere,
+# or it would widen its table past the page.
+_LONG_TOKEN = 12
+_BREAK_ANYWHERE = ";overflow-wrap:anywhere"
 # a figure written as text: "84.6 ± 0.3", "0.913 ± 0.002", "91.8%", "-1.5e-3"
 _FIGURE_TEXT = re.compile(r"[-+]?[\d.,]+(e[-+]?\d+)?%?( ± [\d.,]+(e[-+]?\d+)?%?)?")
 _CAPTION_STYLE = "font-weight:bold;margin:0.6em 0 0.2em 0"
@@ -62,6 +65,14 @@ def _is_figure(value: Any) -> bool:
     if isinstance(value, str):
         return any(c.isdigit() for c in value) and bool(_FIGURE_TEXT.fullmatch(value.strip()))
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _cell_style(value: Any, floatfmt: str) -> str:
+    if _is_figure(value):
+        return _ALIGN[True]
+    text = html.unescape(_format_cell(value, floatfmt))
+    long = any(len(token) > _LONG_TOKEN for token in text.split())
+    return _ALIGN[False] + (_BREAK_ANYWHERE if long else "")
 
 
 def table_html(
@@ -104,7 +115,7 @@ def table_html(
         parts.append(f"<thead><tr>{heads}</tr></thead>")
     parts.append("<tbody>")
     for r in body:
-        cells = "".join(f'<td style="{_CELL_STYLE}{_ALIGN[_is_figure(v)]}">'
+        cells = "".join(f'<td style="{_CELL_STYLE}{_cell_style(v, floatfmt)}">'
                         f'{_format_cell(v, floatfmt)}</td>' for v in r)
         parts.append(f"<tr>{cells}</tr>")
     parts.append("</tbody></table></div>")

@@ -136,16 +136,28 @@ def test_numbers_align_right_and_words_left():
 
     page = table_html([{"name": "vicreg", "accuracy": 0.911}])
     assert 'text-align:left">vicreg<' in page
-    assert 'text-align:right;white-space:nowrap;overflow-wrap:normal">0.911<' in page
+    assert 'text-align:right;overflow-wrap:normal">0.911<' in page
 
 
 @pytest.mark.parametrize("figure", ["84.6 ± 0.3", "0.913 ± 0.002", "91.8%", "-1.5e-3", "1,024"])
-def test_figures_written_as_text_align_right_and_never_break(figure):
-    """A mean ± std is a figure too: right-aligned, and kept on one line even where the
-    book's CSS lets a table's cells break anywhere."""
+def test_figures_written_as_text_align_right_and_never_break_inside_a_number(figure):
+    """A mean ± std is a figure too: right-aligned, and no number split across lines even
+    where the book's CSS would break a long word."""
     from cooc_minimal.show import table_html
 
     page = table_html([{"variant": "epochs=12", "kNN": figure, "note": "about 0.9 at most"}])
-    assert f'text-align:right;white-space:nowrap;overflow-wrap:normal">{figure}<' in page
+    assert f'text-align:right;overflow-wrap:normal">{figure}<' in page
     assert 'text-align:left">epochs=12<' in page
     assert 'text-align:left">about 0.9 at most<' in page
+
+
+def test_only_long_names_paths_and_hashes_may_break_anywhere():
+    """Words stay whole; a token over 12 characters (a config name, a path, a commit) may
+    break anywhere, or it would push its table past the page."""
+    from cooc_minimal.show import table_html
+
+    page = table_html([{"config": "imagenet100_vicreg", "arch": "resnet34",
+                        "file": "cooc_minimal/results/ch05_seeds.json"}])
+    assert 'text-align:left;overflow-wrap:anywhere">imagenet100_vicreg<' in page
+    assert 'text-align:left">resnet34<' in page
+    assert 'text-align:left;overflow-wrap:anywhere">cooc_minimal/results/ch05_seeds.json<' in page
