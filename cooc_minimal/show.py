@@ -32,12 +32,12 @@ _TABLE_STYLE = "border-collapse:collapse;margin:0.5em 0;font-size:0.9em"
 _CELL_STYLE = "border:1px solid #ccc;padding:0.2em 0.6em"
 _HEAD_STYLE = _CELL_STYLE + ";background:#f3f3f3;font-weight:bold;text-align:center"
 # Figures line up on the right and never break inside a number (a mean ± std may wrap at
-# its spaces); words read from the left.
-_ALIGN = {True: ";text-align:right;overflow-wrap:normal", False: ";text-align:left"}
-# Words stay whole (book/_static/cooc.css); a long name, path or hash may break anywhere,
-# or it would widen its table past the page.
+# its spaces); words read from the left and stay whole (book/_static/cooc.css), except a
+# long name, path or hash, which may break anywhere or it would widen its table past the page.
+_FIGURE_STYLE = ";text-align:right;overflow-wrap:normal"
+_WORDS_STYLE = ";text-align:left"
+_LONG_WORD_STYLE = _WORDS_STYLE + ";overflow-wrap:anywhere"
 _LONG_TOKEN = 12
-_BREAK_ANYWHERE = ";overflow-wrap:anywhere"
 # a figure written as text: "84.6 ± 0.3", "0.913 ± 0.002", "91.8%", "-1.5e-3"
 _FIGURE_TEXT = re.compile(r"[-+]?[\d.,]+(e[-+]?\d+)?%?( ± [\d.,]+(e[-+]?\d+)?%?)?")
 _CAPTION_STYLE = "font-weight:bold;margin:0.6em 0 0.2em 0"
@@ -67,12 +67,17 @@ def _is_figure(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _cell_style(value: Any, floatfmt: str) -> str:
+def _cell_html(value: Any, floatfmt: str) -> str:
+    """One ``<td>``: its text (:func:`_format_cell`) and the style its kind asks for."""
+    text = _format_cell(value, floatfmt)
     if _is_figure(value):
-        return _ALIGN[True]
-    text = html.unescape(_format_cell(value, floatfmt))
-    long = any(len(token) > _LONG_TOKEN for token in text.split())
-    return _ALIGN[False] + (_BREAK_ANYWHERE if long else "")
+        style = _FIGURE_STYLE
+    elif any(len(token) > _LONG_TOKEN for token in html.unescape(text).split()):
+        style = _LONG_WORD_STYLE
+    else:
+        style = _WORDS_STYLE
+    return f'<td style="{_CELL_STYLE}{style}">{text}</td>'
+
 
 
 def table_html(
@@ -115,9 +120,7 @@ def table_html(
         parts.append(f"<thead><tr>{heads}</tr></thead>")
     parts.append("<tbody>")
     for r in body:
-        cells = "".join(f'<td style="{_CELL_STYLE}{_cell_style(v, floatfmt)}">'
-                        f'{_format_cell(v, floatfmt)}</td>' for v in r)
-        parts.append(f"<tr>{cells}</tr>")
+        parts.append(f"<tr>{''.join(_cell_html(v, floatfmt) for v in r)}</tr>")
     parts.append("</tbody></table></div>")
     return "".join(parts)
 

@@ -2,6 +2,7 @@
 traceback, before any work: cooc-train and cooc-eval run in this process (and, for two of
 them, in a real one)."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -280,11 +281,11 @@ def test_an_abbreviated_option_is_refused_not_guessed(capsys):
     with pytest.raises(SystemExit) as stop:
         cli.build_eval_parser().parse_args(["--checkpoint", "x.pt", "--data", "cifar10"])
     assert stop.value.code == 2 and "unrecognized arguments: --data" in capsys.readouterr().err
-    sys.path.insert(0, str(REPO / "chapters" / "results"))
-    try:
-        from recording import runs_from_arguments
-    finally:
-        sys.path.remove(str(REPO / "chapters" / "results"))
+    spec = importlib.util.spec_from_file_location(
+        "recording", REPO / "chapters" / "results" / "recording.py")
+    recording = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recording)
+    runs_from_arguments = recording.runs_from_arguments
     with pytest.raises(SystemExit):
         runs_from_arguments("A results script.", ["--run", "x"])
     assert "unrecognized arguments: --run" in capsys.readouterr().err
