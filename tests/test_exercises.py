@@ -4,6 +4,9 @@ Also the rules an answer must keep (read from its syntax tree) and who gets the 
 when something raises. Grading, cheats and student copies: tests/test_grade.py.
 """
 
+import ast
+import json
+import re
 import subprocess
 import sys
 
@@ -53,6 +56,35 @@ def test_solution_passes(exercise_set, name):
     result = only(exercise_set, name, solutions=True)
     assert result.passed, result.message
     assert result.points == result.max_points > 0
+
+
+def reasoning_tasks(exercise_set) -> list[tuple[str, str]]:
+    """(number, function) of each task whose section on the page asks to predict or derive."""
+    cells = json.loads(exercise_set.answers_path().with_suffix(".ipynb").read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    tasks = []
+    for section in re.split(r"\n(?=## \d+\.\d+ )", "\n" + text):
+        heading = re.match(r"\s*## (\d+\.\d+) [^`]*`(\w+)\(", section)
+        if heading and re.search(r"\b(predict|derive)\b", section, re.IGNORECASE):
+            tasks.append(heading.groups())
+    return tasks
+
+
+@pytest.mark.skipif(not HAVE_SOLUTIONS, reason="a student copy has no worked answers")
+def test_every_predict_or_derive_task_has_a_worked_answer_in_both_places():
+    page = (model.EXERCISES_DIR.parent / "book" / "instructors.md").read_text()
+    found = 0
+    for exercise_set in SETS:
+        source = exercise_set.answers_path(solutions=True).read_text()
+        functions = {node.name: ast.get_source_segment(source, node)
+                     for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
+        for number, function in reasoning_tasks(exercise_set):
+            found += 1
+            assert f"**{number} " in page, f"book/instructors.md has no worked answer to {number}"
+            assert "Worked answer" in functions.get(function, ""), (
+                f"{exercise_set.stem}: the solution of {number} ({function}) does not say "
+                "'Worked answer' with its reasoning")
+    assert found >= 10  # the pages' wording changed if this finds (almost) no task
 
 
 @pytest.mark.skipif(not HAVE_SOLUTIONS, reason="a student copy has no solutions")

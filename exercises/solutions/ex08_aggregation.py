@@ -4,6 +4,11 @@ import torch
 
 
 def map_side(side: int, layers: list[tuple[int, int, int]]) -> int:
+    """Worked answer to the prediction. A ResNet-18 with the ImageNet stem on 224x224:
+    224 -> 112 (7x7 convolution, stride 2, padding 3) -> 56 (3x3 max-pool, stride 2,
+    padding 1) -> 28 -> 14 -> 7 (the three stride-2 3x3 convolutions, padding 1): a
+    7x7 map, 224 / 32.
+    """
     for kernel, stride, padding in layers:
         # Padding adds `padding` pixels on each side; the window fits at
         # (side + 2 padding - kernel) // stride + 1 positions.
