@@ -110,7 +110,7 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, images: torch.T
     or compiled. ``views`` (b, n, 3, S, S) in [0, 1], made elsewhere, replace the views of
     ``images`` (which may then be None): the benchmark times the model alone that way.
     ``chunks`` (default ``cfg.batch_chunks``, resolved by :func:`choose_chunks` when it is
-    'auto'): K > 1 back-propagates the batch in K chunks of b / K images
+    'auto'): C > 1 back-propagates the batch in C chunks of b / C images
     (:func:`chunked_backward`); 1 is the plain step. ``scaler``: fp16's GradScaler
     (``runtime.grad_scaler``), or None: the loss is scaled before backward (each chunk's
     backward by the same scale), the gradients unscaled before the step, and a step whose
@@ -198,16 +198,16 @@ def chunked_backward(net: nn.Module, optimizer: torch.optim.Optimizer, x: torch.
                      world: int = 1, scaler: torch.amp.GradScaler | None = None
                      ) -> torch.Tensor:
     """The gradient of the whole batch's loss, with the activations of one chunk in memory
-    (GradCache, Gao et al. 2021). x: (b n, 3, S, S), labels: (b,); K = ``chunks`` divides b.
+    (GradCache, Gao et al. 2021). x: (b n, 3, S, S), labels: (b,); C = ``chunks`` divides b.
 
-    1. embed the K chunks of b / K images without a graph: z (b, n, D), a leaf;
+    1. embed the C chunks of b / C images without a graph: z (b, n, D), a leaf;
     2. the loss of the whole batch on z, and its gradient g = dL/dz (b, n, D);
     3. each chunk again with its graph, back-propagating its rows of g (and its share of
        the probe's loss): the parameters' gradients add up over the chunks.
 
     Every loss here takes statistics of the whole batch, which is why plain gradient
     accumulation (a loss per chunk) would train another objective. BatchNorm normalises
-    each chunk with the chunk's statistics, as K processes without ``sync_bn`` do; its
+    each chunk with the chunk's statistics, as C processes without ``sync_bn`` do; its
     running statistics change once per step, by the first chunk's statistics (DDP keeps
     rank 0's). Under DDP, gradients are averaged once, after the last chunk. With fp16's
     ``scaler``, g is the gradient of the scaled loss and each chunk's probe loss is scaled
@@ -340,7 +340,7 @@ def loss_bytes(cfg: Config, b: int, dim: int, device: torch.device) -> int:
 
 def chunks_needed(b: int, per_image: float, free: float, fixed: float,
                   margin: float = 0.8) -> int | None:
-    """The smallest K dividing b with (b / K) per_image <= margin (free - fixed), else None:
+    """The smallest C dividing b with (b / C) per_image <= margin (free - fixed), else None:
     the rule of :func:`choose_chunks`, which chapter 6's memory table applies as well."""
     budget = margin * (free - fixed)
     return next((k for k in range(1, b + 1) if b % k == 0 and b // k * per_image <= budget),
@@ -348,17 +348,17 @@ def chunks_needed(b: int, per_image: float, free: float, fixed: float,
 
 
 def choose_chunks(cfg: Config, trainee: Trainee, device: torch.device, world: int = 1) -> int:
-    """``cfg.batch_chunks`` as a number: itself, or for 'auto' the smallest K dividing the
+    """``cfg.batch_chunks`` as a number: itself, or for 'auto' the smallest C dividing the
     process's batch b = batch_size / world whose chunk fits, by this rule:
 
-        (b / K) a  <=  0.8 (free - 2 P - V - L)
+        (b / C) a  <=  0.8 (free - 2 S_theta - S_x - S_L)
 
     a: :func:`activation_bytes_per_image`, measured now on ``device``; free: the device's
-    available memory with the weights already on it; P: the parameters' bytes (their
-    gradients and the optimizer's momentum are yet to come); V: the batch's views, twice
-    (as ``runs.check_step_memory`` counts them); L: :func:`loss_bytes` of the whole batch.
+    available memory with the weights already on it; S_theta: the parameters' bytes (their
+    gradients and the optimizer's momentum are yet to come); S_x: the batch's views, twice
+    (as ``runs.check_step_memory`` counts them); S_L: :func:`loss_bytes` of the whole batch.
     The 0.8 leaves room for the allocator and the backward's temporaries. Where the memory
-    cannot be read, 1. Under torchrun every rank takes the largest K any rank needs. When
+    cannot be read, 1. Under torchrun every rank takes the largest C any rank needs. When
     not even a chunk of one image fits, one sentence says so."""
     if cfg.batch_chunks != "auto":
         return cfg.batch_chunks

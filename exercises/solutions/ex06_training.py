@@ -20,8 +20,8 @@ def lars_step(w: torch.Tensor, g: torch.Tensor, mu: torch.Tensor, lr: float,
 
 
 def relative_step(lr: float, eta: float, momentum: float, k: int) -> float:
-    # Worked answer. The buffer after k steps of the same q d is (1 + m + ... + m^(k-1)) q d
-    # = (1 - m^k) / (1 - m) q d, and lr ||q d|| = lr eta ||w||. For k -> infinity it tends to
+    # Worked answer. The buffer after k steps of the same q u is (1 + m + ... + m^(k-1)) q u
+    # = (1 - m^k) / (1 - m) q u, and lr ||q u|| = lr eta ||theta||. For k -> infinity it tends to
     # lr eta / (1 - m): ten times lr eta for m = 0.9. The appendix C runs (lr 0.3 at the peak,
     # eta = 0.001, m = 0.9) thus move every weight tensor by about 0.3% of its norm per step,
     # not the 0.03% that lr * eta suggests.
