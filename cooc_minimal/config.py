@@ -39,10 +39,10 @@ __all__ = ["Config", "ConfigError", "RUNTIME_KEYS", "config_from_dict", "config_
            "parse_projector_dims", "save_config", "validate_config", "write_text_atomically"]
 
 DATASETS = ("cifar10", "cifar100", "imagenet100", "imagenet", "imagefolder", "toyworld",
-            "textureworld", "textureworld_independent")
+            "toyworld_independent", "textureworld", "textureworld_independent")
 # fixed image side of the small datasets
-SMALL_DATASETS = {"cifar10": 32, "cifar100": 32, "toyworld": 32, "textureworld": 32,
-                  "textureworld_independent": 32}
+SMALL_DATASETS = {"cifar10": 32, "cifar100": 32, "toyworld": 32, "toyworld_independent": 32,
+                  "textureworld": 32, "textureworld_independent": 32}
 ARCHS = ("tiny", "resnet18", "resnet34", "resnet50")  # models.ARCHS, without importing torch
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": DATASETS,

@@ -1,5 +1,5 @@
 """The course's datasets behind one function: CIFAR-10/100, ImageNet(-100), a folder of
-images and the two toy worlds.
+images and the generated worlds (toy and texture, each also without co-occurrence).
 
 ``get_dataset(name, root, train)`` returns a map-style dataset of ``(image, label)``
 pairs, images as float tensors (3, H, W) in [0, 1] unless another ``transform`` is
@@ -42,11 +42,15 @@ from cooc_minimal.textureworld import TextureWorld
 from cooc_minimal.toyworld import ToyWorld, ToyWorldDataset
 
 NAMES = ("cifar10", "cifar100", "imagenet100", "imagenet", "imagefolder", "toyworld",
-         "textureworld", "textureworld_independent")
-SMALL = ("cifar10", "cifar100", "toyworld", "textureworld",  # held in memory as one tensor
+         "toyworld_independent", "textureworld", "textureworld_independent")
+# held in memory as one tensor
+SMALL = ("cifar10", "cifar100", "toyworld", "toyworld_independent", "textureworld",
          "textureworld_independent")
-# The generated worlds, each made with seed 0; both use the sizes and seeds below.
-WORLDS = {"toyworld": ToyWorld, "textureworld": TextureWorld,
+# The generated worlds, each made with seed 0; all use the sizes and seeds below. The
+# ``_independent`` ones are the controls without co-occurrence: P = p p^T.
+WORLDS = {"toyworld": ToyWorld,
+          "toyworld_independent": functools.partial(ToyWorld, independent_parts=True),
+          "textureworld": TextureWorld,
           "textureworld_independent": functools.partial(TextureWorld, independent_parts=True)}
 DATA_VARIABLE = "COOC_DATA"
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
@@ -205,8 +209,9 @@ def get_dataset(name: str, root: str | Path | None = None, train: bool = True,
     (ImageNet-100, ImageNet, imagefolder: resized to 256 on the short side and
     centre-cropped to 224).
     The toy worlds are ``ToyWorld(seed=0)`` (``toyworld``), ``TextureWorld(seed=0)``
-    (``textureworld``) and the same with its parts drawn regardless of the class, so with no
-    co-occurrence (``textureworld_independent``): 10,000 training and 2,000 test images each.
+    (``textureworld``) and each of them with its parts drawn regardless of the class, so with
+    no co-occurrence (``toyworld_independent``, ``textureworld_independent``): 10,000
+    training and 2,000 test images each.
     """
     _check_arguments(name, train, download)
     train, download = bool(train), bool(download)
