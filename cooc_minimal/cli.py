@@ -247,9 +247,11 @@ def build_eval_parser() -> argparse.ArgumentParser:
                         help="evaluate the checkpoint's architecture at its initialisation "
                              "(the run's seed), not its weights: the control")
     parser.add_argument("--patch-size", type=int, metavar="S",
-                        help="patch side in pixels (default: the checkpoint's patch_size)")
+                        help="patch side in pixels (default: the checkpoint's "
+                             "eval_patch_size, else its patch_size)")
     parser.add_argument("--out-size", type=int, metavar="S",
-                        help="resize patches to this side (default: the checkpoint's patch_out)")
+                        help="resize patches to this side (default: the checkpoint's "
+                             "eval_out_size, else its patch_out)")
     parser.add_argument("--space", default="embedding",
                         choices=("embedding", "projection", "both"),
                         help="embedding (backbone output, BagSSL's choice), projection, or both")

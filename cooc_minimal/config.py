@@ -59,7 +59,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 #: share BatchNorm's statistics, not the loss, so a run may resume on a larger or smaller card.
 RUNTIME_KEYS = frozenset({"name", "data_root", "num_workers", "device", "precision", "compile",
                           "channels_last", "checkpoint_every", "log_every", "batch_chunks",
-                          "deterministic"})
+                          "deterministic", "eval_patch_size", "eval_out_size"})
 #: the widest projector layer allowed (the paper's widest is 8192): a typo such as
 #: projector = "10000000000" is refused here, not by a 5 TB allocation
 MAX_PROJECTOR_WIDTH = 65_536
@@ -99,16 +99,20 @@ class Config:
     n_patches: int = _f(8, "patches per image (at least 2)")
     patch_grid: bool = _f(False, "draw patch positions on the grid of step patch_size (a toy "
                                  "world's tiles, one part each), not anywhere in the image")
+    eval_patch_size: int = _f(0, "cooc-eval's default patch side (0 = patch_size): a config "
+                                 "that trains on whole images evaluates bags of smaller patches")
+    eval_out_size: int = _f(0, "cooc-eval's default side each patch is resized to (0 = "
+                               "patch_out)")
     augment: str = _f("byol", "'byol': BYOL's view 1 on the first half of each image's "
                               "patches, view 2 on the rest; 'byol_crop': the same with a "
                               "random resized crop (multi-scale); 'none'")
     # ---- optimisation
     batch_size: int = _f(128, "global batch size (images), split over the processes")
-    batch_chunks: int | str = _f(1, "K: embed each process's batch in K chunks without a graph, "
+    batch_chunks: int | str = _f(1, "C: embed each process's batch in C chunks without a graph, "
                               "take the loss of the whole batch, then back-propagate chunk "
                               "by chunk (GradCache): the activations of one chunk in memory, "
-                              "the same loss; K must divide the process's batch. 'auto': the "
-                              "smallest K whose chunk fits the free memory (step.choose_chunks)")
+                              "the same loss; C must divide the process's batch. 'auto': the "
+                              "smallest C whose chunk fits the free memory (step.choose_chunks)")
     epochs: int = _f(3, "passes over the training images")
     warmup_epochs: float = _f(0.0, "epochs of linear warmup before the cosine decay")
     lr: float = _f(0.3, "peak learning rate (after warmup)")
@@ -144,7 +148,8 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _TYPES = {"name": str, "dataset": str, "data_root": str, "image_size": int, "train_images": int,
           "num_workers": int, "arch": str, "width": int, "cifar_stem": bool, "projector": str,
           "sync_bn": bool, "loss": str, "loss_coeffs": dict, "patch_size": int,
-          "patch_out": int, "n_patches": int, "patch_grid": bool, "augment": str, "batch_size": int,
+          "patch_out": int, "n_patches": int, "patch_grid": bool, "eval_patch_size": int,
+          "eval_out_size": int, "augment": str, "batch_size": int,
           "batch_chunks": (int, str), "epochs": int,
           "warmup_epochs": float, "lr": float, "final_lr": float, "weight_decay": float,
           "optimizer": str, "momentum": float, "lars_eta": float, "seed": int, "device": str,
@@ -239,7 +244,8 @@ def _check_ranges(cfg: Config) -> None:
                 "log_every"):
         value = getattr(cfg, key)
         _check(value > 0, key, value, "it must be a positive integer")
-    for key in ("train_images", "num_workers", "patch_out", "checkpoint_every", "seed"):
+    for key in ("train_images", "num_workers", "patch_out", "checkpoint_every", "seed",
+                "eval_patch_size", "eval_out_size"):
         value = getattr(cfg, key)
         _check(value >= 0, key, value, "it must be an integer >= 0")
     _check(cfg.seed < 2**32, "seed", cfg.seed, "it must be below 2**32")
@@ -273,6 +279,9 @@ def _check_fit(cfg: Config) -> None:
     _check(cfg.patch_size <= cfg.image_size, "patch_size", cfg.patch_size,
            f"the patch is larger than the {cfg.image_size}x{cfg.image_size} images; choose "
            f"at most {cfg.image_size}")
+    _check(cfg.eval_patch_size <= cfg.image_size, "eval_patch_size", cfg.eval_patch_size,
+           f"the patch is larger than the {cfg.image_size}x{cfg.image_size} images; choose "
+           f"at most {cfg.image_size}, or 0 for patch_size")
     _check(cfg.train_images == 0 or cfg.train_images >= cfg.batch_size, "train_images",
            cfg.train_images, f"fewer images than one batch of batch_size = {cfg.batch_size}")
     try:

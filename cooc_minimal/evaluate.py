@@ -503,8 +503,9 @@ def evaluate_checkpoint(checkpoint, *, dataset: str | None = None, data_root: st
                         convergence: Sequence[int] = (), untrained: bool = False) -> list[dict]:
     """Probe and kNN accuracy of a checkpoint's bag embeddings, and their convergence.
 
-    Defaults come from the checkpoint's config: its dataset, data_root, patch_size and
-    patch_out (the resolution it was trained at). Returns, for each space, one row
+    Defaults come from the checkpoint's config: its dataset, data_root, and its
+    eval_patch_size and eval_out_size, or where those are 0 its patch_size and patch_out (the
+    resolution it was trained at). Returns, for each space, one row
     ``{"metric": "accuracy", "space", "n_patches", "patch_size", "probe_acc", "knn_acc"}``
     per n of ``patches`` (the bags of the train split drawn with seed ``seed``, those of the
     test split with ``seed + 1``), then one row ``{"metric": "convergence", "space",
@@ -533,8 +534,8 @@ def evaluate_checkpoint(checkpoint, *, dataset: str | None = None, data_root: st
     autocast(where, precision)  # refuses an unknown precision now, before any work
     model, cfg = load_model(checkpoint, where)  # one sentence for a missing or foreign file
     model = initial_model(cfg, where) if untrained else model
-    o = _Options(patch_size=cfg.patch_size if patch_size is None else patch_size,
-                 out_size=out_size if out_size is not None else cfg.patch_out or None,
+    o = _Options(patch_size=patch_size or cfg.eval_patch_size or cfg.patch_size,
+                 out_size=out_size or cfg.eval_out_size or cfg.patch_out or None,
                  grid=grid, k=k, temperature=temperature, limit=limit, seed=seed, device=where,
                  precision=precision, batch_size=batch_size, num_workers=num_workers,
                  progress=progress)

@@ -754,3 +754,26 @@ def test_cli_reads_cifar10_files_in_their_real_format(smoke_checkpoint, tmp_path
     assert code == 0, capsys.readouterr().err
     (row,) = json.loads(path.read_text())
     assert row["n_patches"] == 4 and row["probe_acc"] == 1.0 and row["knn_acc"] == 1.0
+
+
+
+def test_a_config_that_trains_on_whole_images_evaluates_its_own_smaller_patches(
+        smoke_checkpoint, tmp_path):
+    """imagenet_vicreg_multiscale trains on crops of the whole image (patch_size = image
+    side); its eval_patch_size makes cooc-eval's default bags real, and --patch-size still
+    overrides it (then refused: every patch the same crop)."""
+    from cooc_minimal.config import load_config
+
+    shipped = load_config("imagenet_vicreg_multiscale")
+    assert shipped.patch_size == shipped.image_size
+    assert 0 < shipped.eval_patch_size < shipped.image_size and shipped.eval_out_size > 0
+    state = torch.load(smoke_checkpoint, weights_only=True)
+    state["config"].update(patch_size=32, eval_patch_size=16, eval_out_size=8)
+    whole = tmp_path / "last.pt"
+    torch.save(state, whole)
+    rows = E.evaluate_checkpoint(whole, dataset="toyworld", patches=(1, 4), limit=40,
+                                 progress=False)
+    assert [r["patch_size"] for r in rows] == [16, 16]
+    with pytest.raises(ValueError, match="covers the whole 32x32 image"):
+        E.evaluate_checkpoint(whole, dataset="toyworld", patches=(1, 4), patch_size=32,
+                              limit=40, progress=False)
