@@ -18,6 +18,8 @@ is known) and a claim around it:
   query's part (claim :func:`parts_agree_across_nuisance`);
 - :func:`r_precision`: the same share among the R nearest tiles of other images, R the
   number of tiles of the query's part there (claim :func:`parts_rank_first`);
+- :func:`cosine_gap`: a tile's mean cosine to the tiles of its part minus that to the
+  other parts' tiles (claim :func:`tiles_nearer_their_part`);
 - :func:`part_means` and ``toyworld.gram_similarity`` against the closed form of
   ``cooccurrence.closed_form_embedding``: all inner products, part with itself included
   (claim :func:`parts_fit_prop31`);
@@ -44,10 +46,10 @@ from cooc_minimal.runtime import evaluation_mode
 from cooc_minimal.toyworld import ToySample, ToyWorld, gram_similarity
 from cooc_minimal.verdict import Verdict, at_least
 
-__all__ = ["TileVectors", "agreement_across_nuisance", "colour_far", "linked_cooccurrence",
-           "measure_parts", "pairs_follow_the_ratio", "part_means", "parts_agree_across_nuisance",
-           "parts_fit_prop31", "parts_rank_first", "query_rows", "r_precision", "ratio_fit",
-           "tile_vectors"]
+__all__ = ["TileVectors", "agreement_across_nuisance", "colour_far", "cosine_gap",
+           "linked_cooccurrence", "measure_parts", "pairs_follow_the_ratio", "part_means",
+           "parts_agree_across_nuisance", "parts_fit_prop31", "parts_rank_first", "query_rows",
+           "r_precision", "ratio_fit", "tile_vectors", "tiles_nearer_their_part"]
 
 
 class TileVectors(NamedTuple):
@@ -133,6 +135,26 @@ def r_precision(vectors: torch.Tensor, keys: torch.Tensor, queries: torch.Tensor
     return ((hits & within).sum(dim=1) / r.clamp_min(1)).mean().item()
 
 
+def cosine_gap(vectors: torch.Tensor, parts: torch.Tensor,
+               queries: torch.Tensor) -> dict[str, float]:
+    """How much nearer a tile is to tiles of its own part than to the others, in cosine.
+
+    vectors: (M, D), parts: (M,), queries: (Q,) rows of them. For each query, the mean
+    cosine to every other tile of its part, and to every tile of another part; returns the
+    means over the queries, ``{"same part", "other parts", "gap"}`` (gap = their difference).
+    Unlike the neighbour shares it reads every key, so it does not saturate.
+    """
+    unit = F.normalize(vectors.float(), dim=1)
+    cos = unit[queries] @ unit.T  # (Q, M)
+    same = parts[queries][:, None] == parts[None, :]
+    same[torch.arange(len(queries)), queries] = False  # not the query itself
+    other = parts[queries][:, None] != parts[None, :]
+    mean_same = (cos * same).sum(1) / same.sum(1)
+    mean_other = (cos * other).sum(1) / other.sum(1)
+    return {"same part": mean_same.mean().item(), "other parts": mean_other.mean().item(),
+            "gap": (mean_same - mean_other).mean().item()}
+
+
 def part_means(vectors: torch.Tensor, parts: torch.Tensor, n_parts: int) -> torch.Tensor:
     """Z: (V, D) float64, row v the mean of the vectors of part v (NaN if v never occurs)."""
     sums = torch.zeros(n_parts, vectors.shape[1], dtype=torch.float64)
@@ -181,6 +203,17 @@ def parts_agree_across_nuisance(model: nn.Module, sample: ToySample, world: ToyW
     figure = agreement_across_nuisance(tiles, query_rows(len(tiles.parts), n_queries), k=k)
     return at_least(f"part agreement@{k}, other images painted unlike the query", figure,
                     threshold)
+
+
+def tiles_nearer_their_part(model: nn.Module, sample: ToySample, world: ToyWorld, *,
+                            threshold: float = 0.1, n_queries: int = 500,
+                            space: str = "embedding") -> Verdict:
+    """A tile is nearer the tiles of its part than the others' (:func:`cosine_gap` over
+    ``n_queries`` query tiles, every tile of the sample a key)."""
+    tiles = tile_vectors(model, sample, world, space=space)
+    figure = cosine_gap(tiles.vectors, tiles.parts, query_rows(len(tiles.parts), n_queries))
+    return at_least("a tile nearer its part's tiles than other parts' (mean cosine gap)",
+                    figure["gap"], threshold)
 
 
 def parts_rank_first(model: nn.Module, sample: ToySample, world: ToyWorld, *,

@@ -144,3 +144,23 @@ def test_claims_hold_for_a_network_that_embeds_the_optimum():
     assert [round(v.figure, 6) for v in verdicts[2:]] == [1.0, 1.0]
     constant = PartReader(torch.ones(8, 4))  # every tile the same vector: nothing holds
     assert not any(v.holds for v in parts.measure_parts(constant, sample, world))
+
+
+def test_cosine_gap_reads_every_key_against_an_independent_count():
+    # 3 parts, 4 tiles each, along 3 orthogonal axes: the same part at cosine 1 (scaled),
+    # the others at 0; then a shared offset that raises every cosine alike.
+    labels = torch.arange(3).repeat_interleave(4)
+    vectors = torch.eye(3)[labels] * torch.linspace(1, 2, 12)[:, None]
+    queries = torch.tensor([0, 5, 11])
+    assert parts.cosine_gap(vectors, labels, queries) == pytest.approx(
+        {"same part": 1.0, "other parts": 0.0, "gap": 1.0})
+    shifted = vectors + 2.0
+    unit = torch.nn.functional.normalize(shifted, dim=1)
+    expected = []
+    for q in queries.tolist():  # by a loop over keys, the query itself left out
+        same = [float(unit[q] @ unit[k]) for k in range(12) if labels[k] == labels[q] and k != q]
+        other = [float(unit[q] @ unit[k]) for k in range(12) if labels[k] != labels[q]]
+        expected.append(sum(same) / len(same) - sum(other) / len(other))
+    figure = parts.cosine_gap(shifted, labels, queries)
+    assert figure["gap"] == pytest.approx(sum(expected) / 3, abs=1e-6)
+    assert 0 < figure["gap"] < 1 and figure["other parts"] > 0.5

@@ -16,6 +16,10 @@ the tiles of 400 images drawn with seed 9 from the world the run was trained on:
 It writes each figure, their mean and standard deviation (n - 1) per claim and model, and
 where and how they were measured. Chapter 9 shows this table beside its live seed-0 figures.
 
+Beside them, on the same tiles, chapter 9's first texture check (section 1), ``part_gap``:
+for 500 query tiles, the mean cosine to the other tiles of the query's part minus the mean
+cosine to tiles of other parts; the check is ``gap >= PART_GAP`` (0.1).
+
     python chapters/results/ch09_parts.py                  # about 5 minutes on 2 cores
     python chapters/results/ch09_parts.py --runs /tmp/tw   # train in a fresh folder
 
@@ -26,13 +30,14 @@ Runs go to ``--runs``, else ``$COOC_RUNS``, else ``runs/`` (as the chapters'):
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import time
 from pathlib import Path
 
 import torch
-from recording import mean_std, runs_from_arguments, stamp
+from recording import mean_std, runs_from_arguments, seed_summary, stamp
 
 from cooc_minimal import parts
 from cooc_minimal.checkpoint import load_model
@@ -53,6 +58,10 @@ SEEDS = (0, 1, 2)
 N_IMAGES = 400  # images whose 16 tiles are measured (6,400 tiles, 1,000 of them queries)
 SAMPLE_SEED = 9  # the seed those images are drawn with, in both worlds
 MODELS = ("trained", "untrained", "independent world")
+#: the check's threshold (fixed in chapter 9 before any seed was measured) and its queries:
+#: the defaults of the claim parts.tiles_nearer_their_part
+_DEFAULTS = inspect.signature(parts.tiles_nearer_their_part).parameters
+PART_GAP, PART_GAP_QUERIES = _DEFAULTS["threshold"].default, _DEFAULTS["n_queries"].default
 
 
 def run_folder(runs: Path, independent: bool, seed: int) -> Path:
@@ -70,8 +79,17 @@ def trained_model(runs: Path, independent: bool, seed: int):
     return model, cfg, folder
 
 
-def measure(runs: Path, seed: int) -> list[dict]:
-    """Every claim for the three models of one seed: one row per claim and model."""
+def part_gap(net, sample, world) -> dict:
+    """Chapter 9's part gap of one network: ``parts.cosine_gap`` of the sample's tiles,
+    :data:`PART_GAP_QUERIES` queries; ``{"same part", "other parts", "gap"}``."""
+    tiles = parts.tile_vectors(net, sample, world)
+    return parts.cosine_gap(tiles.vectors, tiles.parts,
+                            parts.query_rows(len(tiles.parts), PART_GAP_QUERIES))
+
+
+def measure(runs: Path, seed: int) -> tuple[list[dict], list[dict]]:
+    """Every claim for the three models of one seed: one row per claim and model; and one
+    part-gap row per model."""
     linked = TextureWorld(seed=0)
     independent = TextureWorld(seed=0, independent_parts=True)
     model, cfg, folder = trained_model(runs, False, seed)
@@ -79,13 +97,16 @@ def measure(runs: Path, seed: int) -> list[dict]:
     cases = (("trained", model, linked, folder), ("untrained", untrained_twin(model, cfg),
                                                   linked, folder),
              ("independent world", control, independent, control_folder))
-    rows = []
+    rows, gaps = [], []
     for name, network, world, where in cases:
         sample = world.sample(N_IMAGES, SAMPLE_SEED)
         for verdict in parts.measure_parts(network, sample, world):
             rows.append({**verdict.row(name), "seed": seed, "run": where.name})
+        gaps.append({"model": name, "seed": seed, "run": where.name,
+                     **part_gap(network, sample, world)})
     print("  " + "; ".join(f"{r['model']}: {r['figure']:.3f}" for r in rows), flush=True)
-    return rows
+    print("  part gap: " + "; ".join(f"{r['model']}: {r['gap']:.3f}" for r in gaps), flush=True)
+    return rows, gaps
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -102,6 +123,14 @@ def summary(rows: list[dict]) -> list[dict]:
     return table
 
 
+def part_gap_record(gaps: list[dict]) -> dict:
+    """The part gap's rows and, per model, mean and standard deviation (n - 1) over seeds."""
+    return {"threshold": PART_GAP, "queries": PART_GAP_QUERIES,
+            "summary": [seed_summary(gaps, {"model": model}, ("same part", "other parts", "gap"),
+                                     " ") for model in MODELS],
+            "rows": gaps}
+
+
 def one_hot_reference() -> float:
     """The Gram similarity of one-hot parts (Z = I) with the closed form: parts told
     apart, nothing known of their co-occurrence."""
@@ -113,10 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = runs_from_arguments(__doc__, argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     started = time.perf_counter()
-    rows = []
+    rows, gaps = [], []
     for seed in SEEDS:
         print(f"{CONFIG}, seed {seed} (runs in {runs}) ...", flush=True)
-        rows += measure(runs, seed)
+        claims, seed_gaps = measure(runs, seed)
+        rows, gaps = rows + claims, gaps + seed_gaps
     record = {"figure": FIGURE, "seed": list(SEEDS), "scale": scale(),
               "world": "TextureWorld(seed=0) and TextureWorld(seed=0, independent_parts=True)",
               "config": f"cooc_minimal/configs/{CONFIG}.toml, seed (and dataset) overridden",
@@ -124,14 +154,19 @@ def main(argv: list[str] | None = None) -> int:
                           "from the run's own world, embedding space; cooc_minimal.parts."
                           "measure_parts (1,000 query tiles for the neighbour claims; part "
                           "means against the linked world's closed form); untrained = "
-                          "claims.untrained_twin of the trained run; std over seeds (n - 1)",
+                          "claims.untrained_twin of the trained run; part_gap: "
+                          f"{PART_GAP_QUERIES} query tiles (parts.query_rows), every other "
+                          "tile of the sample as key; std over seeds (n - 1)",
               "one_hot_gram_similarity": one_hot_reference(),
-              "summary": summary(rows), "rows": rows,
+              "summary": summary(rows), "rows": rows, "part_gap": part_gap_record(gaps),
               **stamp("ch09_parts.py", argv, started)}
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print(f"{entry['claim']} | {entry['model']}: {entry['mean']:.3f} +- {entry['std']:.3f}"
               f" (threshold {entry['threshold']})")
+    for entry in record["part_gap"]["summary"]:
+        print(f"part gap | {entry['model']}: {entry['gap mean']:.3f} +- {entry['gap std']:.3f}"
+              f" (threshold {PART_GAP})")
     print(f"wrote cooc_minimal/results/{FIGURE}.json")
     return 0
 
