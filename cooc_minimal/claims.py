@@ -38,6 +38,7 @@ __all__ = [
     "bag_knn_near_bayes",
     "bag_probe_near_bayes",
     "bags_converge_to_their_image",
+    "convergence_figures",
     "texture_claims",
     "untrained_twin",
     "world_sample",
@@ -95,21 +96,33 @@ def bag_knn_near_bayes(model: nn.Module, train: ToySample, test: ToySample,
 
 # -------------------------------------------------------- convergence (chapter 7, section 8)
 
-def bags_converge_to_their_image(model: nn.Module, images: torch.Tensor, tile: int, *,
-                                 threshold: float = 0.75, n_patches: int = 16,
-                                 space: str = "embedding") -> Verdict:
-    """The mean of ``n_patches`` random patches is close to its own whole image's embedding.
+def convergence_figures(model: nn.Module, images: torch.Tensor, tile: int, *,
+                        n_patches: int = 16, space: str = "embedding") -> dict[str, float]:
+    """``{"same", "different", "gap"}`` of bags of ``n_patches`` random patches.
 
-    images: (N, 3, S, S). The figure is same(n), the centred cosine between each bag of
-    ``n_patches`` random patches of side ``tile`` and its own image's embedding, averaged
-    over the images (:func:`~cooc_minimal.evaluate.multiscale_convergence`, patches drawn
-    with seed 0). Another image scores about 0 on it, for every network.
+    images: (N, 3, S, S); patches of side ``tile`` drawn with seed 0
+    (:func:`~cooc_minimal.evaluate.multiscale_convergence`). ``same``: the centred cosine
+    between each bag and its own whole image's embedding, averaged over the images;
+    ``different``: the same bags against another image's embedding (a derangement), the
+    baseline ``same`` is read against; ``gap`` = same - different, what a bag knows of its
+    own image.
     """
     with evaluation_mode(model):
         result = multiscale_convergence(model, images, tile, [n_patches], space=space,
                                         generator=torch.Generator().manual_seed(0))
+    row = result.rows()[-1]
+    return {name: float(row[name]) for name in ("same", "different", "gap")}
+
+
+def bags_converge_to_their_image(model: nn.Module, images: torch.Tensor, tile: int, *,
+                                 threshold: float = 0.75, n_patches: int = 16,
+                                 space: str = "embedding") -> Verdict:
+    """The mean of ``n_patches`` random patches is close to its own whole image's embedding:
+    ``same`` of :func:`convergence_figures` (another image scores about 0 on it, for every
+    network)."""
+    figures = convergence_figures(model, images, tile, n_patches=n_patches, space=space)
     return at_least(f"bags of {n_patches} random patches within reach of their image "
-                    "(centred cosine)", result.same[-1], threshold)
+                    "(centred cosine)", figures["same"], threshold)
 
 
 # --------------------------------------------------------------------- all of them at once

@@ -147,23 +147,31 @@ def test_chapter_5_and_7_toy_claims_hold_trained_and_fail_untrained():
 
 @pytest.mark.slow
 def test_chapter_8_training_claims_hold_trained_and_fail_untrained():
-    """Chapter 8 on the texture layout world: every pooling of the trained network's map
-    reads the class at least 25 points better than its untrained twin's, and regional
+    """Chapter 8 on the texture world and the texture layout world: every pooling of the
+    trained network's map reads the class at least 25 points better than its untrained
+    twin's (the bag of tiles 15 points, on the texture world); on the layout world regional
     averages beat the global one (the pooling claim, which holds untrained too)."""
     runs = _texture_runs()
     trained, cfg = runs["trained"]
     world = TextureWorld(seed=0)
-    train, test = layout_sample(world, 2000, 11), layout_sample(world, 1000, 12)
-    accuracy = {state: {name: probe.accuracy for name, probe in
-                        probe_poolings(network, train, test).items()}
-                for state, network in (("trained", trained.eval()),
-                                       ("untrained", untrained_twin(trained, cfg)))}
-    tiles, pooled, local = list(accuracy["trained"])
-    for features in (pooled, local):
-        assert accuracy["trained"][features] > accuracy["untrained"][features] + 0.25, accuracy
-    for state in accuracy:
-        assert accuracy[state][local] > accuracy[state][pooled] + 0.05, accuracy
-        assert accuracy[state][tiles] < 0.5 + 0.04, accuracy
+    # the chapter's samples; on the texture world half as many (its margins are wide)
+    samples = {"texture": (world.sample(1000, 11), world.sample(500, 12)),
+               "texture layout": (layout_sample(world, 2000, 11), layout_sample(world, 1000, 12))}
+    for kind, (train, test) in samples.items():
+        accuracy = {state: {name: probe.accuracy for name, probe in
+                            probe_poolings(network, train, test).items()}
+                    for state, network in (("trained", trained.eval()),
+                                           ("untrained", untrained_twin(trained, cfg)))}
+        tiles, pooled, local = list(accuracy["trained"])
+        for features in (pooled, local):
+            assert accuracy["trained"][features] > accuracy["untrained"][features] + 0.25, \
+                (kind, accuracy)
+        if kind == "texture":
+            assert accuracy["trained"][tiles] > accuracy["untrained"][tiles] + 0.15, accuracy
+            continue
+        for state in accuracy:
+            assert accuracy[state][local] > accuracy[state][pooled] + 0.05, accuracy
+            assert accuracy[state][tiles] < 0.5 + 0.04, accuracy
 
 
 @pytest.mark.slow

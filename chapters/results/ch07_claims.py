@@ -14,6 +14,11 @@ architecture and seed s:
 All are measured on the linked world: the first 2,000 training and 2,000 test images of
 ``textureworld``. Runs are trained through ``ensure_trained`` (existing ones are reused).
 
+The convergence claim's figure is ``same``, the centred cosine of a bag of 16 random patches
+with its own image; beside it the record keeps its baseline, ``different`` (the same bags
+against another image), and ``gap`` = same - different, per seed and as mean and standard
+deviation per model (``convergence``).
+
     python chapters/results/ch07_claims.py                 # about 5 minutes on 2 cores
     python chapters/results/ch07_claims.py --runs /tmp/tw  # train in a fresh folder
 """
@@ -25,10 +30,16 @@ import sys
 import time
 from pathlib import Path
 
-from recording import mean_std, runs_from_arguments, stamp
+from recording import mean_std, runs_from_arguments, seed_summary, stamp
 
 from cooc_minimal.checkpoint import load_model
-from cooc_minimal.claims import TEXTURE_CLAIMS, texture_claims, untrained_twin, world_sample
+from cooc_minimal.claims import (
+    TEXTURE_CLAIMS,
+    convergence_figures,
+    texture_claims,
+    untrained_twin,
+    world_sample,
+)
 from cooc_minimal.config import load_config
 from cooc_minimal.data import get_dataset
 from cooc_minimal.paths import result_path
@@ -41,6 +52,8 @@ FIGURE = "ch07_claims"
 SEEDS = (0, 1, 2)
 LIMIT = 2000  # images of each split
 MODELS = ("trained", "untrained", "no co-occurrence")
+CONVERGENCE_IMAGES = 500  # the first test images the convergence claim reads
+BASELINE = ("same", "different", "gap")
 
 
 def run_folder(runs: Path, independent: bool, seed: int) -> Path:
@@ -64,10 +77,17 @@ def measure(runs: Path, seed: int, train, test, world) -> list[dict]:
                 "no co-occurrence": trained_network(runs, True, seed)[0]}
     rows = []
     for model, network in networks.items():
-        for claim, verdict in texture_claims(network, train, test, world).items():
+        verdicts = texture_claims(network, train, test, world,
+                                  convergence_images=CONVERGENCE_IMAGES)
+        baseline = convergence_figures(network, test.images[:CONVERGENCE_IMAGES], world.tile)
+        # one measurement, read twice: the baseline must belong to the verdict's figure
+        assert abs(baseline["same"] - verdicts["convergence"].figure) < 1e-6, (
+            baseline, verdicts["convergence"])
+        for claim, verdict in verdicts.items():
             rows.append({"model": model, "seed": seed, "claim": claim,
                          "figure": verdict.figure, "threshold": verdict.threshold,
-                         "holds": verdict.holds})
+                         "holds": verdict.holds,
+                         **(baseline if claim == "convergence" else {})})
         print(f"  seed {seed}, {model}: " + ", ".join(
             f"{r['claim']} {r['figure']:.3f}" for r in rows if r["model"] == model), flush=True)
     return rows
@@ -88,6 +108,12 @@ def summary(rows: list[dict]) -> list[dict]:
     return table
 
 
+def convergence(rows: list[dict]) -> list[dict]:
+    """Per model, same, different and gap of the convergence claim over the seeds."""
+    return [seed_summary(rows, {"claim": "convergence", "model": model}, BASELINE)
+            for model in MODELS]
+
+
 def main(argv: list[str] | None = None) -> int:
     runs = runs_from_arguments(__doc__, argv)
     started = time.perf_counter()
@@ -102,13 +128,21 @@ def main(argv: list[str] | None = None) -> int:
                        "untrained twin and a run on 'textureworld_independent'",
               "config": "cooc_minimal/configs/texture.toml, seed (and dataset) overridden",
               "protocol": f"claims.texture_claims on the first {LIMIT} images of each split "
-                          "of the linked world; std over seeds (n - 1)",
-              "summary": summary(rows), "rows": rows,
+                          "of the linked world; convergence: bags of 16 random patches of "
+                          f"the first {CONVERGENCE_IMAGES} test images, same = centred cosine "
+                          "with their own image, different = with another image "
+                          "(evaluate.derangement), gap = same - different; std over seeds "
+                          "(n - 1)",
+              "summary": summary(rows), "convergence": convergence(rows), "rows": rows,
               **stamp("ch07_claims.py", argv, started)}
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     for entry in record["summary"]:
         print(f"{entry['claim']:>14}, {entry['model']:>16}: {entry['mean']:.3f} +- "
               f"{entry['std']:.3f} (threshold {entry['threshold']:.3f})")
+    for entry in record["convergence"]:
+        print(f"convergence, {entry['model']:>16}: " + ", ".join(
+            f"{name} {entry[name + '_mean']:.3f} +- {entry[name + '_std']:.3f}"
+            for name in BASELINE))
     print(f"wrote cooc_minimal/results/{FIGURE}.json")
     return 0
 

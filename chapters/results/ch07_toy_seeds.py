@@ -7,12 +7,18 @@ spectral loss ``toy_spectral[_seed{s}]``, with a 4-wide projector for 2 epochs
 
 - ``tiles``: linear probe and kNN (k = 20, T = 0.07) of bags of 1 and of all 16 tiles, in the
   embedding space (chapter 7, section 4);
+- ``random``: the same read-outs of bags of 1, 16 and 64 random 8x8 patches (section 4);
+- ``sizes``: bags of 16 random patches of side 4, 8 and 16, and the whole image (section 6),
+  and ``sizes, 8 minus 4``: each network's read-outs with side 8 minus those with side 4,
+  seed by seed;
 - ``spaces``: the probe of bags of 16 tiles in the embedding and in the projection space, for
   the wide and the 4-wide projector (section 7);
+- ``rank 4``: the 4-wide projection's probe minus the probe of Proposition 3.1's rank-4
+  optimum, the part histograms times the closed form Z*_4 (seed-free: the world's parts);
 - ``convergence``: the centred same-minus-different gap of bags of 1 and 64 random 8x8
   patches against the whole image, 500 test images (section 8).
 
-    python chapters/results/ch07_toy_seeds.py    # about 3 minutes on 2 cores, runs existing
+    python chapters/results/ch07_toy_seeds.py    # about 7 minutes on 2 busy cores, runs existing
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from cooc_minimal.bags import bag_embeddings
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
 from cooc_minimal.config import load_config
+from cooc_minimal.cooccurrence import closed_form_embedding
 from cooc_minimal.data import get_dataset
 from cooc_minimal.evaluate import accuracy, knn_classify, linear_probe, multiscale_convergence
 from cooc_minimal.paths import result_path
@@ -39,6 +46,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 FIGURE = "ch07_toy_seeds"
 SEEDS = (0, 1, 2)
+NARROW = "VICReg, projector 512-4"
+FIGURES = ("probe", "kNN", "gap_1", "gap_64", "probe_minus_optimum")
 RUNS = {"VICReg": ("toy_vicreg", []), "spectral": ("toy_spectral", ["loss=spectral"]),
         "VICReg, projector 512-4": ("toy_vicreg_proj4", ["projector=512-4", "epochs=2"])}
 
@@ -55,29 +64,64 @@ def networks(runs: Path, seed: int) -> dict:
     return found
 
 
-def read_out(model, data, space: str, counts: list[int]) -> dict:
+def read_out(model, data, space: str, counts: list[int], *, grid: bool = True,
+             size: int = 8) -> dict:
+    """{n: (probe, kNN)} of bags of n patches of side ``size``, as chapter 7's ``scores``."""
     (train_x, train_y), (test_x, test_y) = data
-    tr = bag_embeddings(model, train_x, 8, counts, space=space, grid=True,
+    tr = bag_embeddings(model, train_x, size, counts, space=space, grid=grid,
                         generator=torch.Generator().manual_seed(0))
-    te = bag_embeddings(model, test_x, 8, counts, space=space, grid=True,
+    te = bag_embeddings(model, test_x, size, counts, space=space, grid=grid,
                         generator=torch.Generator().manual_seed(1))
     return {n: (linear_probe(tr[n], train_y, te[n], test_y, 10).accuracy,
                 accuracy(knn_classify(tr[n], train_y, te[n], n_classes=10), test_y))
             for n in counts}
 
 
-def measure(runs: Path, seed: int, data) -> list[dict]:
+def rank_4_optimum(world, data) -> float:
+    """The probe of the bags Proposition 3.1's rank-4 optimum gives: each image's part
+    histogram (V,) times the closed form Z*_4 (V, 4), as chapter 7, section 7."""
+    P, _ = world.cooccurrence()
+    closed_form = closed_form_embedding(P, 4)
+    (_, train_y, train_parts), (_, test_y, test_parts) = data
+    train_h, test_h = (torch.nn.functional.one_hot(parts, world.n_parts).double().mean(dim=1)
+                       for parts in (train_parts, test_parts))
+    return linear_probe(train_h @ closed_form, train_y, test_h @ closed_form, test_y,
+                        10).accuracy
+
+
+def readouts(found: dict, seed: int, data) -> list[dict]:
+    """Sections 4 and 6: bags of tiles, of random patches, of random patches of each size."""
     rows = []
-    found = networks(runs, seed)
     for name in ("VICReg", "spectral", "untrained"):
         tiles = read_out(found[name], data, "embedding", [1, 16])
         rows += [{"part": "tiles", "model": name, "seed": seed, "n": n, "probe": p, "kNN": k}
                  for n, (p, k) in tiles.items()]
-    for name in ("VICReg", "VICReg, projector 512-4", "untrained, VICReg, projector 512-4"):
+    for name in ("VICReg", "untrained"):
+        bags = read_out(found[name], data, "embedding", [1, 16, 64], grid=False)
+        rows += [{"part": "random", "model": name, "seed": seed, "n": n, "probe": p, "kNN": k}
+                 for n, (p, k) in bags.items()]
+        for size in (4, 8, 16, 32):
+            n = 1 if size == 32 else 16  # every 32x32 crop is the whole image
+            p, k = read_out(found[name], data, "embedding", [n], grid=False, size=size)[n]
+            rows.append({"part": "sizes", "model": name, "seed": seed, "patch size": size,
+                         "probe": p, "kNN": k})
+    return rows
+
+
+def measure(runs: Path, seed: int, data, optimum: float) -> list[dict]:
+    """Every row of one seed; ``data`` the (images, labels, parts) of both splits."""
+    found = networks(runs, seed)
+    data = tuple(split[:2] for split in data)
+    rows = readouts(found, seed, data)
+    for name in ("VICReg", NARROW, f"untrained, {NARROW}"):
         for space in ("embedding", "projection"):
             probe = read_out(found[name], data, space, [16])[16][0]
             rows.append({"part": "spaces", "model": name, "seed": seed, "space": space,
                          "probe": probe})
+    narrow = next(r["probe"] for r in rows if r["part"] == "spaces" and r["model"] == NARROW
+                  and r["space"] == "projection")
+    rows.append({"part": "rank 4", "model": NARROW, "seed": seed, "rank_4_optimum": optimum,
+                 "probe_minus_optimum": narrow - optimum})
     images = data[1][0][:500]
     for name in ("VICReg", "untrained"):
         result = multiscale_convergence(found[name], images, 8, [1, 64],
@@ -88,29 +132,42 @@ def measure(runs: Path, seed: int, data) -> list[dict]:
     return rows
 
 
+def size_gains(rows: list[dict]) -> list[dict]:
+    """Per network and seed, the read-outs of 8x8 patches minus those of 4x4: the pairs share
+    the network, so the spread of their difference is not the sum of two spreads."""
+    sizes = {(r["model"], r["seed"], r["patch size"]): r for r in rows if r["part"] == "sizes"}
+    return [{"part": "sizes, 8 minus 4", "model": model, "seed": seed,
+             **{f: eight[f] - sizes[model, seed, 4][f] for f in ("probe", "kNN")}}
+            for (model, seed, size), eight in sizes.items() if size == 8]
+
+
 def summary(rows: list[dict]) -> list[dict]:
     """Mean and standard deviation (n - 1) over seeds of every figure, per row key."""
-    figures = ("probe", "kNN", "gap_1", "gap_64")
     keys = []
     for r in rows:
-        key = {k: v for k, v in r.items() if k not in figures and k != "seed"}
+        key = {k: v for k, v in r.items() if k not in FIGURES and k != "seed"}
         if key not in keys:
             keys.append(key)
-    return [seed_summary(rows, key, figures) for key in keys]
+    return [seed_summary(rows, key, FIGURES) for key in keys]
 
 
 def main(argv: list[str] | None = None) -> int:
     runs = runs_from_arguments(__doc__, argv)
     started = time.perf_counter()
     toy, toy_test = get_dataset("toyworld"), get_dataset("toyworld", train=False)
-    data = ((toy.images[:2000], toy.labels[:2000]), (toy_test.images[:1000],
-                                                     toy_test.labels[:1000]))
-    rows = [row for seed in SEEDS for row in measure(runs, seed, data)]
+    data = tuple((d.images[:n], d.labels[:n], d.parts[:n]) for d, n in ((toy, 2000),
+                                                                        (toy_test, 1000)))
+    optimum = rank_4_optimum(toy.world, data)
+    rows = [row for seed in SEEDS for row in measure(runs, seed, data, optimum)]
+    rows += size_gains(rows)
     record = {"figure": FIGURE, "seed": list(SEEDS), "scale": scale(),
               "world": "ToyWorld(seed=0): get_dataset('toyworld'), first 2000 / 1000 images",
               "config": "cooc_minimal/configs/smoke.toml, seed (loss, projector) overridden",
-              "protocol": "chapter 7's read-outs: bags of grid tiles, linear_probe, "
-                          "knn_classify k=20 T=0.07; multiscale_convergence on 500 test "
+              "protocol": "chapter 7's read-outs: bags of grid tiles or random patches "
+                          "(train patches drawn with seed 0, test with 1), linear_probe, "
+                          "knn_classify k=20 T=0.07; the rank-4 optimum: part histograms "
+                          "times closed_form_embedding(P, 4), linear_probe; "
+                          "multiscale_convergence on 500 test "
                           "images, patches drawn with seed 0; std over seeds (n - 1)",
               "summary": summary(rows), "rows": rows,
               **stamp("ch07_toy_seeds.py", argv, started)}
