@@ -47,9 +47,9 @@ from cooc_minimal.toyworld import ToySample, ToyWorld, gram_similarity
 from cooc_minimal.verdict import Verdict, at_least
 
 __all__ = ["TileVectors", "agreement_across_nuisance", "colour_far", "cosine_gap",
-           "linked_cooccurrence", "measure_parts", "pairs_follow_the_ratio", "part_means",
-           "parts_agree_across_nuisance", "parts_fit_prop31", "parts_rank_first", "query_rows",
-           "r_precision", "ratio_fit", "tile_vectors", "tiles_nearer_their_part"]
+           "linked_cooccurrence", "measure_parts", "one_hot_gram", "pairs_follow_the_ratio",
+           "part_means", "parts_agree_across_nuisance", "parts_fit_prop31", "parts_rank_first",
+           "query_rows", "r_precision", "ratio_fit", "tile_vectors", "tiles_nearer_their_part"]
 
 
 class TileVectors(NamedTuple):
@@ -168,6 +168,15 @@ def linked_cooccurrence(world: ToyWorld) -> tuple[torch.Tensor, torch.Tensor]:
     joint = world.weights.T @ (world.class_prior[:, None] * world.weights)
     joint = (joint + joint.T) / 2
     return joint, joint.sum(dim=1)
+
+
+def one_hot_gram(world: ToyWorld) -> float:
+    """The Gram similarity of one-hot parts (Z = I) with Prop. 3.1's optimum for the linked
+    world: parts told apart, nothing known of which go together. The floor a part embedding
+    must clear before its Gram similarity says anything of co-occurrence (chapter 5)."""
+    P, p = linked_cooccurrence(world)
+    return gram_similarity(torch.eye(world.n_parts, dtype=torch.float64),
+                           closed_form_embedding(P, world.n_parts), p)
 
 
 def ratio_fit(Z: torch.Tensor, P: torch.Tensor) -> float:

@@ -17,7 +17,12 @@ from cooc_minimal.checkpoint import load_model
 from cooc_minimal.config import load_config
 from cooc_minimal.cooccurrence import closed_form_embedding
 from cooc_minimal.data import get_dataset
-from cooc_minimal.parts import ratio_fit
+from cooc_minimal.parts import (
+    one_hot_gram,
+    pairs_follow_the_ratio,
+    parts_fit_prop31,
+    ratio_fit,
+)
 from cooc_minimal.paths import runs_folder
 from cooc_minimal.toyworld import ToyWorld, gram_similarity, part_embeddings
 from cooc_minimal.train import ensure_trained
@@ -52,18 +57,24 @@ def test_chapter_5_gram_claim_holds_trained_and_fails_without_cooccurrence():
     """Seed 0, projection space: the Gram similarity of the part embeddings with Prop. 3.1's
     optimum Z* clears the floor that one-hot parts set (chapter 5, cell 22) for the run on
     the linked world, and not for the same config trained where parts ignore the class; the
-    same for the distinct pairs' fit to the ratio P_uv / (p_u p_v) and its bar of 0.5."""
+    same for the distinct pairs' fit to the ratio P_uv / (p_u p_v) and its bar of 0.5. The
+    claims are chapter 9's functions (parts.py), whose figures are chapter 5's."""
     world = ToyWorld(seed=0)
     P, p = world.cooccurrence()
     sample = world.sample(1000, 5)
     Z_star = closed_form_embedding(P, world.n_parts)
-    floor = gram_similarity(torch.eye(world.n_parts, dtype=torch.float64), Z_star, p)
-    gram, pairs = {}, {}
+    floor = one_hot_gram(world)
+    assert floor == pytest.approx(
+        gram_similarity(torch.eye(world.n_parts, dtype=torch.float64), Z_star, p))
+    verdicts = {}
     for folder in RUNS:
         model, cfg = quick_run(folder)
+        gram = parts_fit_prop31(model, sample, world, threshold=floor, space="projection")
+        pairs = pairs_follow_the_ratio(model, sample, world, space="projection")
         Z = part_embeddings(model, sample.images, sample.parts, world.tile, world.n_parts,
-                            space="projection")
-        gram[cfg.dataset], pairs[cfg.dataset] = gram_similarity(Z, Z_star, p), ratio_fit(Z, P)
-    report = {"gram": gram, "pairs": pairs, "one-hot gram": floor}
-    assert gram["toyworld"] > floor > gram["toyworld_independent"], report
-    assert pairs["toyworld"] > 0.5 > pairs["toyworld_independent"], report  # cell 22's bar
+                            space="projection")  # chapter 5's way to the same figures
+        assert gram.figure == pytest.approx(gram_similarity(Z, Z_star, p), abs=1e-5)
+        assert pairs.figure == pytest.approx(ratio_fit(Z, P), abs=1e-5)
+        verdicts[cfg.dataset] = gram, pairs
+    assert all(v.holds for v in verdicts["toyworld"]), verdicts
+    assert not any(v.holds for v in verdicts["toyworld_independent"]), verdicts
