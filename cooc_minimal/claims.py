@@ -10,7 +10,9 @@ A check is evidence that training taught something only if it *fails* for a cont
 Each claim below measures one figure and compares it with a threshold fixed in advance; it
 returns a :class:`Verdict`. Chapters 7 to 9 print the verdicts of the trained network beside
 those of its controls, and ``tests/test_claims.py`` requires every claim to hold for the
-trained run and to fail for each control.
+trained run and to fail for each control. Chapter 8's two claims read probes already made
+(``local_aggregation.probe_poolings``): one is about pooling, whose control is a world where
+position carries nothing; the other compares the trained network with its twin itself.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from cooc_minimal.evaluate import (
     linear_probe,
     multiscale_convergence,
 )
+from cooc_minimal.local_aggregation import GLOBAL_AVERAGE, REGIONS
 from cooc_minimal.parts import parts_fit_prop31
 from cooc_minimal.runtime import evaluation_mode
 from cooc_minimal.toyworld import ToySample, ToyWorld
@@ -39,7 +42,9 @@ __all__ = [
     "bag_probe_near_bayes",
     "bags_converge_to_their_image",
     "convergence_figures",
+    "regions_beat_the_global_average",
     "texture_claims",
+    "training_lifts_the_map",
     "untrained_twin",
     "world_sample",
 ]
@@ -123,6 +128,29 @@ def bags_converge_to_their_image(model: nn.Module, images: torch.Tensor, tile: i
     figures = convergence_figures(model, images, tile, n_patches=n_patches, space=space)
     return at_least(f"bags of {n_patches} random patches within reach of their image "
                     "(centred cosine)", figures["same"], threshold)
+
+
+# ---------------------------------------------------------------- pooling (chapter 8)
+
+def regions_beat_the_global_average(probes: dict, *, margin: float = 0.05) -> Verdict:
+    """A probe on four regional averages of the map beats one on its global average by
+    ``margin`` of test accuracy: position carries the class, and the regions keep it.
+
+    probes: :func:`~cooc_minimal.local_aggregation.probe_poolings` of one network on one
+    world. A claim about pooling, not learning: on a layout world it holds for an untrained
+    network too; its control is a world whose parts ignore their position (the toy world).
+    """
+    return at_least(f"regional averages beat the global average by {margin:.2f}",
+                    probes[REGIONS].accuracy - probes[GLOBAL_AVERAGE].accuracy, margin)
+
+
+def training_lifts_the_map(trained: dict, untrained: dict, *, margin: float = 0.25) -> Verdict:
+    """Both poolings of the trained network's map (global and regional averages) read the
+    class at least ``margin`` better than its untrained twin's: the figure is the smaller
+    of the two gains. trained, untrained: ``probe_poolings`` of the two on one world."""
+    gain = min(trained[name].accuracy - untrained[name].accuracy
+               for name in (GLOBAL_AVERAGE, REGIONS))
+    return at_least(f"training lifts both poolings of the map by {margin:.2f}", gain, margin)
 
 
 # --------------------------------------------------------------------- all of them at once

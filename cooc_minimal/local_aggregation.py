@@ -28,7 +28,8 @@ from cooc_minimal.models import ARCHS, JointEmbedding, build_model
 from cooc_minimal.runtime import evaluation_mode, model_device, positive_int
 
 __all__ = [
-    "CIFAR_MEAN", "CIFAR_STD", "pooled_side", "pad_images", "feature_map_size",
+    "BAG_OF_TILES", "CIFAR_MEAN", "CIFAR_STD", "GLOBAL_AVERAGE", "REGIONS", "pooled_side",
+    "pad_images", "feature_map_size",
     "local_aggregation_features", "global_pool_features", "backbone_state_dict",
     "load_backbone_weights", "load_pretrained", "pooling_features", "probe_poolings",
 ]
@@ -137,6 +138,11 @@ def global_pool_features(backbone: nn.Module, images: torch.Tensor, pad_to: int 
     return _pooled(backbone, images, pad_to, batch_size, lambda m: m.mean(dim=(2, 3)))
 
 
+#: The names of :func:`pooling_features`' first three feature sets (the keys of its dict).
+BAG_OF_TILES, GLOBAL_AVERAGE, REGIONS = ("bag of the 16 tiles", "global average",
+                                         "local, window 5 stride 3 (x4)")
+
+
 def pooling_features(model: nn.Module, tile: int = 8, *,
                      literal: bool = False) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """The feature sets chapter 8 compares, each a function of images (N, 3, 32, 32).
@@ -148,10 +154,9 @@ def pooling_features(model: nn.Module, tile: int = 8, *,
     - with ``literal``, appendix C.4 to the letter: padded to 40, window 3, stride 2 (16x).
     """
     sets = {
-        "bag of the 16 tiles": lambda x: bag_embeddings(model, x, tile, None, grid=True),
-        "global average": lambda x: global_pool_features(model, x),
-        "local, window 5 stride 3 (x4)": lambda x: local_aggregation_features(
-            model, x, pool=5, stride=3, pad_to=None),
+        BAG_OF_TILES: lambda x: bag_embeddings(model, x, tile, None, grid=True),
+        GLOBAL_AVERAGE: lambda x: global_pool_features(model, x),
+        REGIONS: lambda x: local_aggregation_features(model, x, pool=5, stride=3, pad_to=None),
     }
     if literal:
         sets["local, pad 40, window 3 stride 2 (x16)"] = lambda x: local_aggregation_features(
