@@ -31,6 +31,8 @@ SHARED_RUNS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 _PACKAGE = Path(__file__).resolve().parent
+#: the records' folder, relative to the clone's root (source_commit leaves it out)
+RECORDS = "cooc_minimal/results"
 
 
 def repository() -> Path | None:
@@ -82,7 +84,9 @@ def result_path(name: str) -> Path:
 def source_commit(root: str | Path | None = None) -> str:
     """The commit a record is made at: HEAD's full hash in the clone ``root`` (default: the
     package's :func:`repository`), with ``-dirty`` when tracked files differ from it
-    (untracked files do not count); ``"unknown"`` outside a git clone or without git."""
+    (untracked files do not count, nor the records themselves, ``cooc_minimal/results/``,
+    which a results script rewrites: several scripts in a row at one commit stay clean);
+    ``"unknown"`` outside a git clone or without git."""
     root = repository() if root is None else Path(root)
     if root is None:
         return "unknown"
@@ -97,4 +101,6 @@ def source_commit(root: str | Path | None = None) -> str:
     head = git("rev-parse", "--verify", "--quiet", "HEAD")  # nothing before a first commit
     if not head:
         return "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  f":(exclude){RECORDS}")
+    return head + ("-dirty" if changed else "")

@@ -98,5 +98,14 @@ def test_source_commit_names_head_and_says_when_tracked_files_changed(tmp_path):
     assert paths.source_commit(tmp_path) == head and len(head) == 40
     (tmp_path / "new.txt").write_text("untracked\n")
     assert paths.source_commit(tmp_path) == head  # untracked files do not count
+    record = tmp_path / paths.RECORDS / "figure.json"
+    record.parent.mkdir(parents=True)
+    record.write_text("{}\n")
+    git("add", ".")
+    git("commit", "-qm", "a record")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    record.write_text('{"rewritten": true}\n')
+    assert paths.source_commit(tmp_path) == head  # a results script rewrote its record
     (tmp_path / "a.txt").write_text("two\n")
     assert paths.source_commit(tmp_path) == head + "-dirty"

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"misfit ratio (n = {n}), {entry['model']}: {entry['ratio_mean']:.3f} +- "
               f"{entry['ratio_std']:.3f}")
     print(f"one-hot parts: gram {one_hot['gram']:.3f}, pairs {one_hot['pairs']:.3f}; wrote "
-          f"chapters/results/{FIGURE}.json")
+          f"cooc_minimal/results/{FIGURE}.json")
     return 0
 
 
