@@ -101,6 +101,7 @@ def source_commit(root: str | Path | None = None) -> str:
     head = git("rev-parse", "--verify", "--quiet", "HEAD")  # nothing before a first commit
     if not head:
         return "unknown"
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                  f":(exclude){RECORDS}")
+    tracked_changes = ["status", "--porcelain", "--untracked-files=no", "--", ".",
+                       f":(exclude){RECORDS}"]
+    changed = git(*tracked_changes)
     return head + ("-dirty" if changed else "")
