@@ -31,10 +31,10 @@ __all__ = ["show_figure", "show_source", "show_table", "show_text", "source_html
 _TABLE_STYLE = "border-collapse:collapse;margin:0.5em 0;font-size:0.9em"
 _CELL_STYLE = "border:1px solid #ccc;padding:0.2em 0.6em"
 _HEAD_STYLE = _CELL_STYLE + ";background:#f3f3f3;font-weight:bold;text-align:center"
-# Figures line up on the right and never break inside a number (a mean ± std may wrap at
-# its spaces); words read from the left and stay whole (book/_static/cooc.css), except a
+# Figures line up on the right and stay on one line (a mean ± std split after its "±" reads
+# as two numbers); words read from the left and stay whole (book/_static/cooc.css), except a
 # long name, path or hash, which may break anywhere or it would widen its table past the page.
-_FIGURE_STYLE = ";text-align:right;overflow-wrap:normal"
+_FIGURE_STYLE = ";text-align:right;white-space:nowrap"
 _WORDS_STYLE = ";text-align:left"
 _LONG_WORD_STYLE = _WORDS_STYLE + ";overflow-wrap:anywhere"
 _LONG_TOKEN = 12
