@@ -94,6 +94,20 @@ def normalized_cooccurrence(P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return inv[:, None] * P * inv[None, :], sqrt_p
 
 
+def self_included_cooccurrence(P: torch.Tensor, n: int) -> torch.Tensor:
+    """P' = (n - 1)/n P + diag(p)/n: the joint a multi-patch loss fits when each of an
+    image's n patches meets the mean of all n, itself included (``mean="all"``, chapter 3).
+
+    Of the n patches in that mean, n - 1 are other patches of the image (pairs drawn from
+    P) and one is the patch itself (its own type, with probability p). P: (V, V) joint;
+    returns (V, V), with the same marginal p.
+    """
+    _check_joint(P)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a number of patches >= 1, got {n!r}.")
+    return (n - 1) / n * P + torch.diag(P.sum(1)) / n
+
+
 def prop31_objective(Z: torch.Tensor, P: torch.Tensor, w: float = 2.0) -> torch.Tensor:
     """``sum_ij p_i p_j (w z_i^T z_j - P_ij / (p_i p_j))^2``, differentiable in ``Z``.
 

@@ -48,8 +48,9 @@ from cooc_minimal.verdict import Verdict, at_least
 
 __all__ = ["TileVectors", "agreement_across_nuisance", "colour_far", "cosine_gap",
            "linked_cooccurrence", "measure_parts", "one_hot_gram", "pairs_follow_the_ratio",
-           "part_means", "parts_agree_across_nuisance", "parts_fit_prop31", "parts_rank_first",
-           "query_rows", "r_precision", "ratio_fit", "tile_vectors", "tiles_nearer_their_part"]
+           "part_gap", "part_means", "parts_agree_across_nuisance", "parts_fit_prop31",
+           "parts_rank_first", "query_rows", "r_precision", "ratio_fit", "tile_vectors",
+           "tiles_nearer_their_part"]
 
 
 class TileVectors(NamedTuple):
@@ -214,15 +215,21 @@ def parts_agree_across_nuisance(model: nn.Module, sample: ToySample, world: ToyW
                     threshold)
 
 
+def part_gap(model: nn.Module, sample: ToySample, world: ToyWorld, *,
+             n_queries: int = 500, space: str = "embedding") -> dict[str, float]:
+    """:func:`cosine_gap` of the sample's tiles, ``n_queries`` of them as queries and every
+    tile as a key: ``{"same part", "other parts", "gap"}``."""
+    tiles = tile_vectors(model, sample, world, space=space)
+    return cosine_gap(tiles.vectors, tiles.parts, query_rows(len(tiles.parts), n_queries))
+
+
 def tiles_nearer_their_part(model: nn.Module, sample: ToySample, world: ToyWorld, *,
                             threshold: float = 0.1, n_queries: int = 500,
                             space: str = "embedding") -> Verdict:
-    """A tile is nearer the tiles of its part than the others' (:func:`cosine_gap` over
-    ``n_queries`` query tiles, every tile of the sample a key)."""
-    tiles = tile_vectors(model, sample, world, space=space)
-    figure = cosine_gap(tiles.vectors, tiles.parts, query_rows(len(tiles.parts), n_queries))
+    """A tile is nearer the tiles of its part than the others' (the gap of :func:`part_gap`)."""
+    figure = part_gap(model, sample, world, n_queries=n_queries, space=space)["gap"]
     return at_least("a tile nearer its part's tiles than other parts' (mean cosine gap)",
-                    figure["gap"], threshold)
+                    figure, threshold)
 
 
 def parts_rank_first(model: nn.Module, sample: ToySample, world: ToyWorld, *,

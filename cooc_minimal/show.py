@@ -79,7 +79,6 @@ def _cell_html(value: Any, floatfmt: str) -> str:
     return f'<td style="{_CELL_STYLE}{style}">{text}</td>'
 
 
-
 def table_html(
     rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
     columns: Sequence[str] | None = None,

@@ -10,6 +10,7 @@ from cooc_minimal.cooccurrence import (
     cooccurrence_matrix,
     normalized_cooccurrence,
     prop31_objective,
+    self_included_cooccurrence,
 )
 
 
@@ -196,3 +197,19 @@ def test_toy_world_true_cooccurrence_is_what_its_images_show():
     assert prop31_objective(closed_form_embedding(P_true, d=world.n_parts), P_true) < 1e-12
     nothing = prop31_objective(torch.zeros_like(Z), P_true)
     assert prop31_objective(Z, P_true) < 0.05 * nothing
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_self_included_cooccurrence_counts_the_pairs_of_a_mean_over_all_patches(n):
+    # Counted pair by pair: a patch of type u meets each of the n patches of the mean with
+    # weight 1/n; n - 1 of them are other patches (a pair from P), one is itself (type u).
+    P = random_joint(5, seed=n)
+    p = P.sum(1)
+    expected = torch.zeros_like(P)
+    for u, v in itertools.product(range(5), repeat=2):
+        expected[u, v] = (n - 1) / n * P[u, v] + (p[u] / n if u == v else 0.0)
+    got = self_included_cooccurrence(P, n)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got.sum(1), p)  # the marginal is unchanged
+    with pytest.raises(ValueError, match="n must be a number of patches"):
+        self_included_cooccurrence(P, 0)

@@ -23,7 +23,7 @@ from cooc_minimal.claims import (
 )
 from cooc_minimal.config import load_config
 from cooc_minimal.models import build_model
-from cooc_minimal.parts import tiles_nearer_their_part
+from cooc_minimal.parts import part_gap, tiles_nearer_their_part
 from cooc_minimal.paths import SHARED_RUNS, runs_folder
 from cooc_minimal.textureworld import TextureWorld
 from cooc_minimal.train import ensure_trained
@@ -65,7 +65,8 @@ def test_the_part_gap_check_holds_trained_and_fails_untrained(monkeypatch):
     assert verdicts["trained"].holds, verdicts
     assert not verdicts["untrained"].holds, verdicts
     assert verdicts["untrained"].figure + 0.05 < ch09.PART_GAP, verdicts
-    assert ch09.part_gap(trained, sample, world)["gap"] == verdicts["trained"].figure
+    recorded_way = part_gap(trained, sample, world, n_queries=ch09.PART_GAP_QUERIES)
+    assert recorded_way["gap"] == verdicts["trained"].figure
 
 
 def test_the_convergence_verdict_reads_same_and_its_baseline_is_the_other_image():

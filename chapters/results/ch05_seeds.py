@@ -37,7 +37,7 @@ from recording import runs_from_arguments, seed_summary, stamp
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
 from cooc_minimal.config import load_config
-from cooc_minimal.cooccurrence import closed_form_embedding
+from cooc_minimal.cooccurrence import closed_form_embedding, self_included_cooccurrence
 from cooc_minimal.parts import ratio_fit
 from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
@@ -77,7 +77,7 @@ def scores(Z: torch.Tensor, world: ToyWorld) -> dict:
 def misfit(Z: torch.Tensor, world: ToyWorld, n: int) -> dict:
     """Cell 15's figures: similarity with Z* (for P) and Z' (for P'), and the misfit ratio."""
     P, p = world.cooccurrence()
-    P_all = (n - 1) / n * P + torch.diag(p) / n
+    P_all = self_included_cooccurrence(P, n)
     star = gram_similarity(Z, closed_form_embedding(P, world.n_parts), p)
     fitted = gram_similarity(Z, closed_form_embedding(P_all, world.n_parts), p)
     return {"against_star": star, "against_prime": fitted,

@@ -18,7 +18,7 @@ spectral loss ``toy_spectral[_seed{s}]``, with a 4-wide projector for 2 epochs
 - ``convergence``: the centred same-minus-different gap of bags of 1 and 64 random 8x8
   patches against the whole image, 500 test images (section 8).
 
-    python chapters/results/ch07_toy_seeds.py    # about 7 minutes on 2 busy cores, runs existing
+    python chapters/results/ch07_toy_seeds.py    # about a minute on 2 cores, runs existing
 """
 
 from __future__ import annotations

@@ -79,14 +79,6 @@ def trained_model(runs: Path, independent: bool, seed: int):
     return model, cfg, folder
 
 
-def part_gap(net, sample, world) -> dict:
-    """Chapter 9's part gap of one network: ``parts.cosine_gap`` of the sample's tiles,
-    :data:`PART_GAP_QUERIES` queries; ``{"same part", "other parts", "gap"}``."""
-    tiles = parts.tile_vectors(net, sample, world)
-    return parts.cosine_gap(tiles.vectors, tiles.parts,
-                            parts.query_rows(len(tiles.parts), PART_GAP_QUERIES))
-
-
 def measure(runs: Path, seed: int) -> tuple[list[dict], list[dict]]:
     """Every claim for the three models of one seed: one row per claim and model; and one
     part-gap row per model."""
@@ -103,7 +95,7 @@ def measure(runs: Path, seed: int) -> tuple[list[dict], list[dict]]:
         for verdict in parts.measure_parts(network, sample, world):
             rows.append({**verdict.row(name), "seed": seed, "run": where.name})
         gaps.append({"model": name, "seed": seed, "run": where.name,
-                     **part_gap(network, sample, world)})
+                     **parts.part_gap(network, sample, world, n_queries=PART_GAP_QUERIES)})
     print("  " + "; ".join(f"{r['model']}: {r['figure']:.3f}" for r in rows), flush=True)
     print("  part gap: " + "; ".join(f"{r['model']}: {r['gap']:.3f}" for r in gaps), flush=True)
     return rows, gaps
