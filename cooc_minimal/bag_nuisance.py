@@ -10,9 +10,9 @@ into the mean embedding of its part and a remainder, the *nuisance*::
 part. Comparing a kNN on ``a`` with a kNN on ``b`` separates two reasons a bag may fall
 short of Bayes: the geometry of the part means, and the nuisance left in the embedding.
 
-Averaging T tiles shrinks the nuisance only where the tiles disagree. If the remainders of
-an image's T tiles were independent, Var(e) would be Var(r) / T; the *shared ratio*
-``T Var(e) / Var(r)`` is 1 then, and T when every tile of an image carries the same
+Averaging n tiles shrinks the nuisance only where the tiles disagree. If the remainders of
+an image's n tiles were independent, Var(e) would be Var(r) / n; the *shared ratio*
+``n Var(e) / Var(r)`` is 1 then, and n when every tile of an image carries the same
 remainder, as a per-image exposure does: no number of tiles averages that away.
 """
 
@@ -34,12 +34,12 @@ def split_bags(tiles: torch.Tensor, parts: torch.Tensor,
                means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The part bag a and the nuisance e of each image's bag b = a + e.
 
-    tiles: (N, T, D) the embeddings of every tile of N images; parts: (N, T) int64 their
+    tiles: (N, n, D) the embeddings of all n tiles of N images; parts: (N, n) int64 their
     parts; means: (V, D) the mean embedding of each part (from *training* tiles, also for
     test images). Returns a, e: (N, D) float32 each.
     """
     if tiles.dim() != 3 or parts.shape != tiles.shape[:2]:
-        raise ValueError(f"tiles must be (N, T, D) and parts (N, T), got {tuple(tiles.shape)} "
+        raise ValueError(f"tiles must be (N, n, D) and parts (N, n), got {tuple(tiles.shape)} "
                          f"and {tuple(parts.shape)}.")
     if parts.numel() and not 0 <= int(parts.min()) <= int(parts.max()) < means.shape[0]:
         raise ValueError(f"parts must lie in [0, {means.shape[0]}), one row of means per part, "
@@ -56,17 +56,17 @@ def nuisance_share(tiles: torch.Tensor, parts: torch.Tensor, means: torch.Tensor
 
 
 def shared_ratio(tiles: torch.Tensor, parts: torch.Tensor, means: torch.Tensor) -> float:
-    """T Var(e) / Var(r): 1 if an image's tiles carry independent nuisance, T if the same."""
-    remainder = tiles.float() - means.float()[parts]  # (N, T, D): r_t
+    """n Var(e) / Var(r): 1 if an image's n tiles carry independent nuisance, n if the same."""
+    remainder = tiles.float() - means.float()[parts]  # (N, n, D): r_t
     # Population variances (divide by the count) on both sides: an exactly shared
-    # remainder then gives exactly T.
+    # remainder then gives exactly n.
     per_tile = remainder.flatten(0, 1).var(dim=0, unbiased=False).sum()
     per_bag = remainder.mean(dim=1).var(dim=0, unbiased=False).sum()
     return (tiles.shape[1] * per_bag / per_tile).item()
 
 
 def histogram_bags(parts: torch.Tensor, n_parts: int) -> torch.Tensor:
-    """The bag of one-hot parts: (N, T) int64 -> (N, V) float32, the share of each part.
+    """The bag of one-hot parts: (N, n) int64 -> (N, V) float32, the share of each part.
 
     What a network that saw each tile's part exactly, and nothing else, could at best give.
     """
@@ -88,7 +88,7 @@ def knn_ceiling(model: nn.Module, train: ToySample, test: ToySample,
                          f"{train.parts.shape[0]} training images, so their mean embedding is "
                          "undefined: pass more training images.")
     tiles = {name: grid_embeddings(model, sample.images, world.tile)
-             for name, sample in (("train", train), ("test", test))}  # (N, T, D) each
+             for name, sample in (("train", train), ("test", test))}  # (N, n, D) each
     means = part_means(tiles["train"].flatten(0, 1), train.parts.flatten(),
                        world.n_parts)  # (V, D)
     (a_train, e_train), (a_test, e_test) = (split_bags(tiles[name], sample.parts, means)

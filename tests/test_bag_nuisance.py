@@ -66,7 +66,7 @@ def test_histogram_bags_count_parts():
 
 def test_split_bags_refuses_mismatched_shapes_and_unknown_parts():
     tiles, parts, means = synthetic(0.0, 0.0)
-    with pytest.raises(ValueError, match=r"tiles must be \(N, T, D\) and parts \(N, T\)"):
+    with pytest.raises(ValueError, match=r"tiles must be \(N, n, D\) and parts \(N, n\)"):
         split_bags(tiles, parts[:, :4], means)
     with pytest.raises(ValueError, match=r"parts must lie in \[0, 3\), one row of means"):
         split_bags(tiles, parts, means[:3])

@@ -8,8 +8,8 @@ of ``textureworld``, with the bags' kNN with all 10,000 training bags as neighbo
 linear probe on the bags (chapter 7's probe claim).
 
 It also repaints the same world (same classes and parts, ``TextureWorld(seed=0)``) with
-less nuisance, 2,000 new images of each split, and measures the same trained networks on
-it: what each kind of paint costs the kNN, the network held fixed.
+less nuisance, 2,000 new images of each split, and measures the same networks, trained and
+untrained, on it: what each kind of paint costs the kNN, the network held fixed.
 
 Then the same numbers, over the same seeds, for variants of ``configs/texture.toml`` that
 one might expect to close the gap: longer training, more patches, larger batches, another
@@ -17,6 +17,10 @@ loss, a narrow projector, no augmentations, and training patches on the tile gri
 (``patch_grid``: every patch one tile, one part). Each variant is a run
 ``texture_vicreg_<tag>[_seed{s}]``, trained through ``ensure_trained`` (existing runs, such
 as texture_world.py's ``noaug`` ones, are reused).
+
+Last, ``class_draws``: for the first ten draws of the world's classes (``TextureWorld(seed=s)``,
+no network), Bayes and the kNN on exact part histograms (2,000 bags each side): how far a
+vote falls short of Bayes even on exact part counts depends on the draw.
 
     python chapters/results/texture_knn_ceiling.py   # 2 min with the runs trained; about
                                                       # 35 min on 2 cores training all 27
@@ -29,13 +33,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from recording import runs_from_arguments, seed_summary, stamp
 
-from cooc_minimal.bag_nuisance import knn_ceiling
+from cooc_minimal.bag_nuisance import histogram_bags, knn_ceiling
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import bag_probe_near_bayes, untrained_twin, world_sample
 from cooc_minimal.config import load_config
 from cooc_minimal.data import get_dataset
+from cooc_minimal.evaluate import accuracy, knn_classify
 from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
 from cooc_minimal.textureworld import Nuisance, TextureWorld
@@ -55,6 +61,7 @@ VARIANTS = {
     "grid": ["patch_grid=true"],
     "grid16": ["patch_grid=true", "n_patches=16"],
 }
+CLASS_DRAWS = range(10)  # TextureWorld(seed=s) for the class_draws table
 #: name -> the Nuisance of a repainted world (the rest of the paint as in Nuisance())
 PAINTS = {
     "as trained": {},
@@ -64,13 +71,28 @@ PAINTS = {
 }
 
 
-def repainted(net, seed: int) -> list[dict]:
-    """The trained network on each world of PAINTS (new images: generator seeds 1 and 2)."""
+def repainted(net, model: str, seed: int) -> list[dict]:
+    """The network on each world of PAINTS (new images: generator seeds 1 and 2)."""
     rows = []
     for paint, changes in PAINTS.items():
         world = TextureWorld(seed=0, nuisance=Nuisance(**changes))
         figures = knn_ceiling(net, world.sample(LIMIT, 1), world.sample(LIMIT, 2), world)
-        rows.append({"paint": paint, "seed": seed, **figures})
+        rows.append({"paint": paint, "model": model, "seed": seed, **figures})
+    return rows
+
+
+def class_draws() -> list[dict]:
+    """Bayes and the kNN on exact part histograms (2,000 bags each side) per class draw."""
+    rows = []
+    for draw in CLASS_DRAWS:
+        world = TextureWorld(seed=draw)
+        (y_train, train), (y_test, test) = (
+            world.sample_parts(LIMIT, torch.Generator().manual_seed(images))
+            for images in (1, 2))
+        knn = accuracy(knn_classify(histogram_bags(train, world.n_parts), y_train,
+                                    histogram_bags(test, world.n_parts)), y_test)
+        rows.append({"seed": draw, "bayes": world.bayes_accuracy(world.n_tiles),
+                     "kNN, part histograms": knn})
     return rows
 
 
@@ -98,7 +120,7 @@ def measure_seeds(runs: Path, train, full_train, test, world) -> tuple[list, lis
         for model, net in (("trained", trained), ("untrained", untrained_twin(trained, cfg))):
             rows.append({"model": model, "seed": seed,
                          **figures_of(net, train, full_train, test, world)})
-            paint_rows += repainted(net, seed) if model == "trained" else []
+            paint_rows += repainted(net, model, seed)
             print(f"  seed {seed}, {model}: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in rows[-1].items() if isinstance(v, float)),
                 flush=True)
@@ -128,9 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     test = world_sample(get_dataset("textureworld", train=False), LIMIT)
     rows, paint_rows = measure_seeds(runs, train, full_train, test, world)
     figures = [k for k, v in rows[0].items() if isinstance(v, float)]  # a trained row: all
-    paints = [dict(seed_summary(paint_rows, {"paint": paint}, figures, join=" "), nuisance={
-        k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()})
-        for paint, changes in PAINTS.items()]
+    paints = [dict(seed_summary(paint_rows, {"paint": paint, "model": model}, figures,
+                                join=" "),
+                   nuisance={k: list(v) if isinstance(v, tuple) else v
+                             for k, v in changes.items()})
+              for model in ("trained", "untrained") for paint, changes in PAINTS.items()]
     variant_rows = measure_variants(runs, train, full_train, test, world)
     base = seed_summary(rows, {"model": "trained"}, figures, join=" ")
     variants = [dict(variant="texture.toml", overrides=[],
@@ -147,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                           for m in ("trained", "untrained")],
               "rows": rows, "repainted": paints, "repainted_rows": paint_rows,
               "variants": variants, "variant_rows": variant_rows,
+              "class_draws": class_draws(),
               **stamp("texture_knn_ceiling.py", argv, started)}
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote cooc_minimal/results/{FIGURE}.json")
