@@ -13,6 +13,9 @@ from cooc_minimal.bag_nuisance import (
     shared_ratio,
     split_bags,
 )
+from cooc_minimal.evaluate import accuracy, knn_classify
+from cooc_minimal.paths import read_result
+from cooc_minimal.textureworld import TextureWorld
 from cooc_minimal.toyworld import ToyWorld
 
 N, T, V, D = 400, 16, 5, 6
@@ -104,3 +107,21 @@ def test_knn_ceiling_on_a_network_that_reads_parts():
     assert figures["shared ratio"] < 2
     assert abs(figures["kNN, part bags"] - figures["kNN, bags"]) < 0.03
     assert figures["kNN, part histograms"] > 0.5  # far above chance (0.1)
+
+
+def test_the_recorded_class_draws_are_what_the_library_computes():
+    """texture_knn_ceiling.json's class_draws (chapter 7's table of draws): for two draws,
+    Bayes and the vote on exact part counts recomputed here from the library, and the
+    shortfall their difference. A record from other code, or edited by hand, fails."""
+    recorded = {row["seed"]: row for row in read_result("texture_knn_ceiling")["class_draws"]}
+    assert sorted(recorded) == list(range(10))
+    for draw in (0, 4):
+        world = TextureWorld(seed=draw)
+        (y_train, train), (y_test, test) = (
+            world.sample_parts(2000, torch.Generator().manual_seed(images)) for images in (1, 2))
+        vote = accuracy(knn_classify(histogram_bags(train, 8), y_train,
+                                     histogram_bags(test, 8)), y_test)
+        row = recorded[draw]
+        assert row["bayes"] == pytest.approx(world.bayes_accuracy(16), abs=1e-12), draw
+        assert row["kNN, part histograms"] == pytest.approx(vote, abs=1e-6), draw
+        assert row["kNN short of Bayes"] == pytest.approx(row["bayes"] - vote, abs=1e-6)
