@@ -8,12 +8,12 @@ from torch import nn
 
 from cooc_minimal.bag_nuisance import (
     histogram_bags,
+    histogram_knn,
     knn_ceiling,
     nuisance_share,
     shared_ratio,
     split_bags,
 )
-from cooc_minimal.evaluate import accuracy, knn_classify
 from cooc_minimal.paths import read_result
 from cooc_minimal.textureworld import TextureWorld
 from cooc_minimal.toyworld import ToyWorld
@@ -119,9 +119,8 @@ def test_the_recorded_class_draws_are_what_the_library_computes():
         world = TextureWorld(seed=draw)
         (y_train, train), (y_test, test) = (
             world.sample_parts(2000, torch.Generator().manual_seed(images)) for images in (1, 2))
-        vote = accuracy(knn_classify(histogram_bags(train, 8), y_train,
-                                     histogram_bags(test, 8)), y_test)
+        vote = histogram_knn(train, y_train, test, y_test, n_parts=world.n_parts)
         row = recorded[draw]
-        assert row["bayes"] == pytest.approx(world.bayes_accuracy(16), abs=1e-12), draw
+        assert row["bayes"] == pytest.approx(world.bayes_accuracy(world.n_tiles), abs=1e-12)
         assert row["kNN, part histograms"] == pytest.approx(vote, abs=1e-6), draw
         assert row["kNN short of Bayes"] == pytest.approx(row["bayes"] - vote, abs=1e-6)

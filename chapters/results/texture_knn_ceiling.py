@@ -36,12 +36,11 @@ from pathlib import Path
 import torch
 from recording import runs_from_arguments, seed_summary, stamp
 
-from cooc_minimal.bag_nuisance import histogram_bags, knn_ceiling
+from cooc_minimal.bag_nuisance import histogram_knn, knn_ceiling
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import bag_probe_near_bayes, untrained_twin, world_sample
 from cooc_minimal.config import load_config
 from cooc_minimal.data import get_dataset
-from cooc_minimal.evaluate import accuracy, knn_classify
 from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
 from cooc_minimal.textureworld import Nuisance, TextureWorld
@@ -89,8 +88,7 @@ def class_draws() -> list[dict]:
         (y_train, train), (y_test, test) = (
             world.sample_parts(LIMIT, torch.Generator().manual_seed(images))
             for images in (1, 2))
-        knn = accuracy(knn_classify(histogram_bags(train, world.n_parts), y_train,
-                                    histogram_bags(test, world.n_parts)), y_test)
+        knn = histogram_knn(train, y_train, test, y_test, n_parts=world.n_parts)
         bayes = world.bayes_accuracy(world.n_tiles)
         rows.append({"seed": draw, "bayes": bayes, "kNN, part histograms": knn,
                      "kNN short of Bayes": bayes - knn})
