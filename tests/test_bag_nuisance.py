@@ -2,6 +2,7 @@
 
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,6 +12,8 @@ from cooc_minimal.bag_nuisance import (
     histogram_knn,
     knn_ceiling,
     nuisance_share,
+    part_readout,
+    read_histograms,
     shared_ratio,
     split_bags,
 )
@@ -75,6 +78,40 @@ def test_split_bags_refuses_mismatched_shapes_and_unknown_parts():
         split_bags(tiles, parts, means[:3])
 
 
+def test_part_readout_is_the_least_squares_map_of_an_independent_solver():
+    tiles, parts, _ = synthetic(0.3, 0.5)
+    flat_tiles, flat_parts = tiles.flatten(0, 1), parts.flatten()
+    readout = part_readout(flat_tiles, flat_parts, V)
+    design = np.hstack([flat_tiles.double().numpy(), np.ones((len(flat_tiles), 1))])
+    targets = np.eye(V)[flat_parts.numpy()]
+    expected = np.linalg.solve(design.T @ design, design.T @ targets)  # normal equations
+    np.testing.assert_allclose(readout.numpy(), expected, rtol=1e-6, atol=1e-9)
+
+
+def test_read_histograms_of_a_bag_is_the_mean_reading_of_its_tiles():
+    tiles, parts, _ = synthetic(0.3, 0.5)
+    readout = part_readout(tiles.flatten(0, 1), parts.flatten(), V)
+    per_tile = read_histograms(tiles.flatten(0, 1), readout).view(N, T, V)
+    torch.testing.assert_close(read_histograms(tiles.mean(dim=1), readout),
+                               per_tile.mean(dim=1), rtol=1e-5, atol=1e-5)
+
+
+def test_read_histograms_are_the_part_histograms_without_nuisance():
+    # Five part vectors in six dimensions are linearly independent: an affine map sends each
+    # to its one-hot vector exactly, so a bag reads as its exact part histogram.
+    tiles, parts, _ = synthetic(0.0, 0.0)
+    readout = part_readout(tiles.flatten(0, 1), parts.flatten(), V)
+    torch.testing.assert_close(read_histograms(tiles.mean(dim=1), readout),
+                               histogram_bags(parts, V), rtol=0, atol=1e-5)
+
+
+def test_part_readout_refuses_tiles_not_flattened():
+    tiles, parts, _ = synthetic(0.0, 0.0)
+    with pytest.raises(ValueError, match=r"tiles must be \(M, D\) and parts \(M,\), got "
+                                         r"\(400, 16, 6\) and \(400, 16\): flatten"):
+        part_readout(tiles, parts, V)
+
+
 def test_knn_ceiling_refuses_a_training_sample_that_misses_a_part():
     world = ToyWorld(seed=0)
     train = world.sample(3, 1)
@@ -107,6 +144,31 @@ def test_knn_ceiling_on_a_network_that_reads_parts():
     assert figures["shared ratio"] < 2
     assert abs(figures["kNN, part bags"] - figures["kNN, bags"]) < 0.03
     assert figures["kNN, part histograms"] > 0.5  # far above chance (0.1)
+
+
+class ColourMoments(MeanColour):
+    """The mean colour m and its products m_i m_j: 9 numbers, in which the 8 part colours
+    are affinely independent, so an affine map can read each one as its own one-hot vector
+    (from m's 3 numbers it cannot: 4 coefficients per part for 8 parts)."""
+
+    def embed(self, x, space="embedding"):
+        m = x.mean(dim=(-2, -1))  # (B, 3)
+        i, j = torch.triu_indices(3, 3)
+        return torch.cat([m, m[:, i] * m[:, j]], dim=1)
+
+
+@pytest.mark.parametrize("model, reads_parts", [(ColourMoments(), True),
+                                                (MeanColour(), False)])
+def test_the_read_histograms_need_parts_a_linear_map_can_read(model, reads_parts):
+    world = ToyWorld(seed=0)
+    train, test = world.sample(600, 1), world.sample(300, 2)
+    figures = knn_ceiling(model, train, test, world)
+    if reads_parts:  # the vote on the read histograms is the vote on the true ones
+        assert figures["tiles read right"] > 0.95, figures
+        assert abs(figures["kNN, read histograms"] - figures["kNN, part histograms"]) < 0.03
+    else:  # the same colours, too few numbers: many tiles misread, the vote falls
+        assert figures["tiles read right"] < 0.9, figures
+        assert figures["kNN, read histograms"] < figures["kNN, part histograms"] - 0.05
 
 
 def test_the_recorded_class_draws_are_what_the_library_computes():
