@@ -89,9 +89,11 @@ def bag_knn_near_bayes(model: nn.Module, train: ToySample, test: ToySample,
 
     The margin is 0.15, not the probe's 0.05: on the texture world a vote on each image's
     exact part counts is already 0.034 short of Bayes (its draw of the classes; other draws
-    leave less), and the trained bags keep a nuisance shared by an image's tiles that a
-    cosine vote cannot ignore (:func:`~cooc_minimal.bag_nuisance.knn_ceiling`, chapter 7,
-    ``texture_knn_ceiling.json``).
+    leave less), and the trained bags keep a nuisance, partly shared by an image's tiles,
+    that a cosine vote weighs as much as the parts. The counts are in the bags: one linear
+    map fitted from tiles to their parts reads them back, and a vote on its readings gains
+    7 points (:func:`~cooc_minimal.bag_nuisance.knn_ceiling`, chapter 7,
+    ``texture_knn_ceiling.json``); the claim keeps the embedding as it comes.
     """
     with evaluation_mode(model):
         x_train, x_test = (_tile_bags(model, s.images, world.tile, space) for s in (train, test))
