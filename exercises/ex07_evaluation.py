@@ -1,5 +1,6 @@
-"""Chapter 7: a bag embedding in one forward pass, the weighted kNN vote, and a bag split
-into what its parts say and what the paint adds.
+"""Chapter 7: a bag embedding in one forward pass, the weighted kNN vote, a bag split
+into what its parts say and what the paint adds, and the part counts one linear map reads
+from a bag.
 
 Edit the functions below, then run ``make check-exercises CHAPTER=07``. The tasks, with
 hints, are on the book page "Exercises 7". Work on whole batches (no Python loop over
@@ -46,5 +47,18 @@ def split_bags(tiles: torch.Tensor, parts: torch.Tensor,
     m_v (D,) is the mean of the embeddings of all the tiles of part v, over all N images.
     Return (a, e), each (N, D): a_n = mean over t of m_{parts[n, t]}, e_n = b_n - a_n with
     b_n = mean over t of tiles[n, t].
+    """
+    raise NotImplementedError
+
+
+def read_histograms(train_tiles: torch.Tensor, train_parts: torch.Tensor, bags: torch.Tensor,
+                    n_parts: int) -> torch.Tensor:
+    """The part histogram that one affine map, fitted on tiles, reads from each bag.
+
+    train_tiles: (M, D) tile embeddings; train_parts: (M,) int64 in [0, n_parts), their
+    parts; bags: (N, D). Fit R (D + 1, V), V = n_parts, minimising the squared error
+    sum over tiles of ||[h, 1] R - onehot(v)||^2, with [h, 1] the tile's embedding followed
+    by a 1. Return (N, V): [b, 1] R for each bag b. The tiles' features are linearly
+    independent (M > D + 1 and full rank).
     """
     raise NotImplementedError

@@ -376,6 +376,15 @@ MUTATIONS = [  # (set, exercise, text in the solution, replacement, what the mes
      "part_bags = (torch.nn.functional.one_hot(parts, n_parts).amax(dim=1).to(means.dtype) @ means)"
      " / torch.nn.functional.one_hot(parts, n_parts).amax(dim=1).sum(dim=1, keepdim=True)",
      "not over the distinct parts"),
+    ("ex07_evaluation", "read_histograms",
+     "return with_one(bags) @ readout", "return bags @ readout[:-1]", "need their 1 too"),
+    ("ex07_evaluation", "read_histograms",
+     "readout = torch.linalg.lstsq(with_one(train_tiles), targets).solution",
+     "readout = torch.cat([torch.linalg.lstsq(train_tiles, targets).solution, "
+     "torch.zeros(1, n_parts, dtype=targets.dtype)])", "the map is affine"),
+    ("ex07_evaluation", "read_histograms",
+     "targets = torch.nn.functional.one_hot(train_parts, n_parts).to(train_tiles.dtype)",
+     "targets = train_parts[:, None].to(train_tiles.dtype)", "returned shape"),
     ("ex05_toyworld", "sampled_cooccurrence",
      "pairs = counts.T @ counts - torch.diag(counts.sum(dim=0))", "pairs = counts.T @ counts",
      "not with itself too"),

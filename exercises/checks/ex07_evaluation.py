@@ -156,3 +156,37 @@ def check_split_bags(answers) -> None:
             "m_{parts[n, t]} over all T tiles, not over the distinct parts": distinct[0]})
         close(result[1], nuisances, f"the nuisances of {what}", atol=1e-9, mistakes={
             "the nuisance is e = b - a, the bag minus the part bag, not a - b": -nuisances})
+
+
+def _read_by_normal_equations(tiles, parts, bags, n_parts, bias=True, bias_on_bags=True):
+    """[b, 1] R with R from the normal equations, the one-hot targets built row by row; the
+    flags make two common slips."""
+    rows = [list(tile) + ([1.0] if bias else []) for tile in tiles.tolist()]
+    design = torch.tensor(rows, dtype=torch.float64)
+    targets = torch.zeros(len(rows), n_parts, dtype=torch.float64)
+    for row, part in enumerate(parts.tolist()):
+        targets[row, part] = 1.0
+    readout = torch.linalg.solve(design.T @ design, design.T @ targets)
+    queries = [list(bag) + ([1.0] if bias else []) for bag in bags.tolist()]
+    read = torch.tensor(queries, dtype=torch.float64)
+    if bias and not bias_on_bags:
+        return read[:, :-1] @ readout[:-1]
+    return read @ readout
+
+
+@exercise(points=2, forbid=RULES)
+def check_read_histograms(answers) -> None:
+    g = torch.Generator().manual_seed(4)
+    for n_tiles, dim, n_parts, n_bags in ((40, 3, 4, 5), (200, 6, 8, 7), (90, 10, 3, 4)):
+        means = torch.randn(n_parts, dim, generator=g, dtype=torch.float64) + 1.0
+        parts = torch.randint(0, n_parts, (n_tiles,), generator=g)
+        tiles = means[parts] + 0.5 * torch.randn(n_tiles, dim, generator=g, dtype=torch.float64)
+        bags = torch.randn(n_bags, dim, generator=g, dtype=torch.float64) + 1.0
+        args = (tiles, parts, bags, n_parts)
+        what = f"read_histograms({n_tiles} tiles of {dim} features, {n_parts} parts, {n_bags} bags)"
+        result = unchanged_call(answers.read_histograms, *args, what=what)
+        close(result, _read_by_normal_equations(*args), what, atol=1e-8, mistakes={
+            "append a 1 to every tile and every bag: the map is affine, [h, 1] R, and its "
+            "last row is a bias": _read_by_normal_equations(*args, bias=False),
+            "the bags need their 1 too: the bias row of R applies to [b, 1] as to [h, 1]":
+                _read_by_normal_equations(*args, bias_on_bags=False)})

@@ -35,3 +35,19 @@ def split_bags(tiles: torch.Tensor, parts: torch.Tensor,
     means = sums / torch.bincount(ids, minlength=n_parts).to(flat.dtype)[:, None]  # (V, D)
     part_bags = means[parts].mean(dim=1)  # (N, T, D) -> (N, D): a part counts once per tile
     return part_bags, tiles.mean(dim=1) - part_bags
+
+
+def read_histograms(train_tiles: torch.Tensor, train_parts: torch.Tensor, bags: torch.Tensor,
+                    n_parts: int) -> torch.Tensor:
+    def with_one(x: torch.Tensor) -> torch.Tensor:  # (K, D) -> (K, D + 1): the bias's column
+        return torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype)], dim=1)
+
+    targets = torch.nn.functional.one_hot(train_parts, n_parts).to(train_tiles.dtype)  # (M, V)
+    readout = torch.linalg.lstsq(with_one(train_tiles), targets).solution  # (D + 1, V)
+    # Worked answer (7.4): for a bag b = (1/n) sum_t h_t, [b, 1] = (1/n) sum_t [h_t, 1]
+    # (the 1 averages to 1), and a matrix product is linear, so [b, 1] R = (1/n) sum_t
+    # [h_t, 1] R: the reading of the bag is the mean of its tiles' readings, about the part
+    # histogram when every tile reads as its one-hot part. Nuisance along directions that R
+    # sends to 0 (u with u^T R[:-1] = 0) never reaches the readings, whatever its size; a
+    # cosine between raw bags weighs it as much as the parts.
+    return with_one(bags) @ readout
