@@ -103,6 +103,10 @@ def part_readout(tiles: torch.Tensor, parts: torch.Tensor, n_parts: int) -> torc
     if tiles.dim() != 2 or parts.shape != tiles.shape[:1]:
         raise ValueError(f"tiles must be (M, D) and parts (M,), got {tuple(tiles.shape)} and "
                          f"{tuple(parts.shape)}: flatten the images' tiles first.")
+    if parts.is_floating_point() or (parts.numel() and not 0 <= int(parts.min())
+                                     <= int(parts.max()) < n_parts):
+        raise ValueError(f"parts must be integers in [0, {n_parts}), one per tile, got "
+                         f"{parts.dtype} from {parts.min().item()} to {parts.max().item()}.")
     features = torch.cat([tiles.double(), tiles.new_ones(tiles.shape[0], 1).double()], dim=1)
     targets = F.one_hot(parts, n_parts).double()  # (M, V)
     return torch.linalg.lstsq(features, targets, driver="gelsd").solution

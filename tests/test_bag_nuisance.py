@@ -110,6 +110,8 @@ def test_part_readout_refuses_tiles_not_flattened():
     with pytest.raises(ValueError, match=r"tiles must be \(M, D\) and parts \(M,\), got "
                                          r"\(400, 16, 6\) and \(400, 16\): flatten"):
         part_readout(tiles, parts, V)
+    with pytest.raises(ValueError, match=r"parts must be integers in \[0, 4\), one per tile"):
+        part_readout(tiles.flatten(0, 1), parts.flatten(), 4)
 
 
 def test_knn_ceiling_refuses_a_training_sample_that_misses_a_part():
