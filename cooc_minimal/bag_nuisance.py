@@ -92,6 +92,11 @@ def histogram_knn(train_parts: torch.Tensor, train_labels: torch.Tensor,
     return accuracy(votes, test_labels)
 
 
+def _with_one(x: torch.Tensor) -> torch.Tensor:
+    """[x, 1]: (K, D) -> (K, D + 1) float64, the column the affine map's bias multiplies."""
+    return torch.cat([x.double(), x.new_ones(x.shape[0], 1).double()], dim=1)
+
+
 def part_readout(tiles: torch.Tensor, parts: torch.Tensor, n_parts: int) -> torch.Tensor:
     """The least-squares linear map from a tile embedding to its part's one-hot vector.
 
@@ -107,17 +112,15 @@ def part_readout(tiles: torch.Tensor, parts: torch.Tensor, n_parts: int) -> torc
                                      <= int(parts.max()) < n_parts):
         raise ValueError(f"parts must be integers in [0, {n_parts}), one per tile, got "
                          f"{parts.dtype} from {parts.min().item()} to {parts.max().item()}.")
-    features = torch.cat([tiles.double(), tiles.new_ones(tiles.shape[0], 1).double()], dim=1)
     targets = F.one_hot(parts, n_parts).double()  # (M, V)
-    return torch.linalg.lstsq(features, targets, driver="gelsd").solution
+    return torch.linalg.lstsq(_with_one(tiles), targets, driver="gelsd").solution
 
 
 def read_histograms(bags: torch.Tensor, readout: torch.Tensor) -> torch.Tensor:
     """[b, 1] R for each bag: (N, D) -> (N, V) float32, the part histogram the map reads.
 
     R is affine, so this is also the mean of the readings of the bag's tiles."""
-    ones = bags.new_ones(bags.shape[0], 1)
-    return (torch.cat([bags, ones], dim=1).double() @ readout).float()
+    return (_with_one(bags) @ readout).float()
 
 
 def knn_ceiling(model: nn.Module, train: ToySample, test: ToySample,
@@ -144,6 +147,7 @@ def knn_ceiling(model: nn.Module, train: ToySample, test: ToySample,
     (a_train, e_train), (a_test, e_test) = (split_bags(tiles[name], sample.parts, means)
                                             for name, sample in (("train", train),
                                                                  ("test", test)))
+    b_train, b_test = a_train + e_train, a_test + e_test  # the bags themselves
     readout = part_readout(tiles["train"].flatten(0, 1), train.parts.flatten(), world.n_parts)
     read_right = (read_histograms(tiles["test"].flatten(0, 1), readout).argmax(dim=1)
                   == test.parts.flatten()).float().mean().item()
@@ -154,11 +158,11 @@ def knn_ceiling(model: nn.Module, train: ToySample, test: ToySample,
     return {
         "kNN, part histograms": histogram_knn(train.parts, train.labels, test.parts,
                                               test.labels, n_parts=world.n_parts),
-        "kNN, read histograms": knn(read_histograms(a_train + e_train, readout),
-                                    read_histograms(a_test + e_test, readout)),
+        "kNN, read histograms": knn(read_histograms(b_train, readout),
+                                    read_histograms(b_test, readout)),
         "tiles read right": read_right,
         "kNN, part bags": knn(a_train, a_test),
-        "kNN, bags": knn(a_train + e_train, a_test + e_test),
+        "kNN, bags": knn(b_train, b_test),
         "nuisance share": nuisance_share(tiles["test"], test.parts, means),
         "shared ratio": shared_ratio(tiles["test"], test.parts, means),
     }
