@@ -57,12 +57,18 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 from exercises.model import (
     COURSE_ROOT,
+    EXERCISES_DIR,
+    ExerciseSet,
+    check_time_limit,
     exercise_sets,
     load_checks,
+    option_type,
     parse_chapters,
+    parse_time_limit,
     result_line,
 )
 from exercises.runner import run_isolated  # noqa: E402
@@ -77,12 +83,35 @@ def exercise_table(chapter: int) -> list[dict]:
             for i, check in enumerate(load_checks(exercise_set).checks, 1)]
 
 
+def answer_files(sets: list[ExerciseSet], solutions: bool = False) -> dict:
+    """``{set stem: answer file}``, or a FileNotFoundError when this copy of the course lacks
+    one: the runner would blame a submission, and here there is none, only this copy."""
+    jobs = {s.stem: s.answers_path(solutions) for s in sets}
+    folder = EXERCISES_DIR / "solutions"
+    if solutions and not folder.is_dir():
+        raise FileNotFoundError(f"This copy of the course has no {_shown(folder)}/ folder, so "
+                                "--solutions has nothing to check: the reference answers are "
+                                "only in the instructors' copy.")
+    missing = [_shown(path) for path in jobs.values() if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                                "missing from this copy of the course: restore it from the "
+                                f"course (for instance git checkout -- {missing[0]}) and check "
+                                "again.")
+    return jobs
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(COURSE_ROOT) if path.is_relative_to(COURSE_ROOT) else path)
+
+
 def report(chapter: int | Iterable[int] | None = None, solutions: bool = False,
            time_limit: float = 60.0, as_json: bool = False) -> bool:
     """Check the answers (in a child process), print a line per exercise (or, with
     ``as_json``, one JSON list), and return True when every check ran and passed."""
+    check_time_limit(time_limit)
     sets = exercise_sets(chapter)
-    jobs = {s.stem: s.answers_path(solutions) for s in sets}
+    jobs = answer_files(sets, solutions)
     results = run_isolated(jobs, time_limit=time_limit)
     if as_json:
         rows = [{"set": stem, "exercise": r.exercise, "status": r.status, "points": r.points,
@@ -107,11 +136,11 @@ def report(chapter: int | Iterable[int] | None = None, solutions: bool = False,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chapter", type=parse_chapters,
+    parser.add_argument("--chapter", type=option_type(parse_chapters),
                         help="check these chapters' sets only: 3, 0,3 or 0-4")
     parser.add_argument("--solutions", action="store_true",
                         help="check the reference solutions instead of the stubs")
-    parser.add_argument("--time-limit", type=float, default=60.0,
+    parser.add_argument("--time-limit", type=option_type(parse_time_limit), default=60.0,
                         help="seconds each exercise may take (default 60)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)

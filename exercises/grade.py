@@ -21,7 +21,9 @@ computed here and capped at the check's points. Without bubblewrap the grader re
 run unless given ``--unsafe-local``. A crash, ``exit()``, ``os._exit``, a hang or an import
 error fails the exercise with its reason; it never passes.
 
-OUT is checked before anything is graded (not inside SUBMISSIONS, writable). It receives:
+OUT is checked before anything is graded (not inside SUBMISSIONS, writable, and a
+student's folder already there holds only the two files below, which a re-grade
+rewrites). It receives:
 
 - ``grades.csv``: one row per student, one column per exercise (``ex03_losses.tcr_loss``)
   with the points earned, then ``total`` and ``max``;
@@ -39,7 +41,6 @@ import argparse
 import csv
 import json
 import os
-import shutil
 import stat
 import sys
 import tempfile
@@ -53,6 +54,7 @@ from exercises.runner import CheckLoadError, run_isolated
 
 MAX_FILE_BYTES = 1_000_000
 RESERVED = ("grades.csv",)  # what OUT holds beside the students' folders
+GRADER_FILES = ("results.json", "report.txt")  # all the grader writes in a student's folder
 
 
 def student_name(entry: Path) -> str:
@@ -91,9 +93,10 @@ def submissions(folder: Path) -> list[Path]:
     return entries
 
 
-def check_output_folder(out: Path, folder: Path) -> None:
-    """Refuse, before anything is graded, an OUT that cannot hold the grades or that lies
-    inside SUBMISSIONS (or holds it)."""
+def check_output_folder(out: Path, folder: Path, students: list[str] = ()) -> None:
+    """Refuse, before anything is graded, an OUT that cannot hold the grades, that lies
+    inside SUBMISSIONS (or holds it), or whose folder for one of ``students`` (names as
+    :func:`folder_name` spells them) holds something the grader did not write."""
     out_real, subs_real = out.resolve(), folder.resolve()
     if out_real == subs_real or subs_real in out_real.parents:
         raise ValueError(f"OUT={out} is inside SUBMISSIONS={folder}: write the grades "
@@ -106,9 +109,55 @@ def check_output_folder(out: Path, folder: Path) -> None:
     table = out / "grades.csv"
     if table.is_symlink() or (table.exists() and not table.is_file()):
         raise ValueError(f"{table} exists and is not a plain file: remove it first.")
+    for student in students:
+        check_student_folder(out / student)
     out.mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK):
         raise ValueError(f"OUT={out} is not writable: give a folder you can write to.")
+
+
+def check_student_folder(where: Path) -> None:
+    """Refuse a student's folder in OUT that holds anything but the grader's own files: the
+    grader overwrites those, and whatever else is there is someone's work, not a grade."""
+    if not where.exists() and not where.is_symlink():
+        return
+    shown = _shown(str(where))
+    if where.is_symlink() or not where.is_dir():
+        raise ValueError(f"{shown} exists and is not a folder the grader wrote: choose another "
+                         "--out, or move it away.")
+    try:
+        foreign = sorted(p.name for p in where.iterdir() if p.name not in GRADER_FILES
+                         or p.is_symlink() or not p.is_file())
+    except OSError as error:
+        raise ValueError(f"{shown} cannot be read ({error.strerror or error}): choose another "
+                         "--out.") from None
+    if foreign:
+        raise ValueError(f"{shown} holds {_shown(foreign[0])}, which the grader did not write "
+                         f"(it writes only {' and '.join(GRADER_FILES)} there): choose another "
+                         f"--out, or move {_shown(foreign[0])} out of that folder.")
+
+
+def check_gradescope_paths(submission: Path, results: Path) -> None:
+    """Refuse, before anything is graded, a SUBMISSION that is not there or a RESULTS file
+    that cannot be written (found out only after the grading, the grades would be lost)."""
+    if not submission.exists():
+        raise FileNotFoundError(f"SUBMISSION={submission} does not exist: give the folder that "
+                                "holds the student's files (on Gradescope, "
+                                "/autograder/submission).")
+    if not submission.is_dir() and submission.suffix.lower() != ".zip":
+        raise ValueError(f"SUBMISSION={submission} is neither a folder nor a .zip: give the "
+                         "folder that holds the student's files.")
+    if results.is_dir():
+        raise ValueError(f"RESULTS={results} is a folder: give a file path, such as "
+                         f"{results / 'results.json'}.")
+    below = next(p for p in results.absolute().parents if p.exists())
+    if not below.is_dir():
+        raise ValueError(f"RESULTS={results} lies below {below}, which is a file, not a "
+                         "folder: give a path inside a folder.")
+    target = results if results.exists() else below
+    if not os.access(target, os.W_OK):
+        raise ValueError(f"RESULTS={results} cannot be written ({target} is not writable): "
+                         "give a path in a folder you may write to.")
 
 
 def _size(size: int) -> str:
@@ -229,10 +278,11 @@ def grade_class(folder: Path, out: Path, time_limit: float = 30.0, jobs: int = 1
     ``checks_dir``: another folder of check files than exercises/checks/ (for tests);
     ``unsafe_local``: run the answers without bubblewrap (see book/instructors.md).
     """
+    model.check_time_limit(time_limit)
     box = sandbox.choose("none" if unsafe_local else "require")
     sets = model.exercise_sets(chapter, checks_dir)
     entries = submissions(folder)
-    check_output_folder(out, folder)
+    check_output_folder(out, folder, [folder_name(student_name(e)) for e in entries])
     check_sets = {s.stem: model.load_checks(s) for s in sets}
     columns = [f"{stem}.{c.name}" for stem, cs in check_sets.items() for c in cs.checks]
     most = sum(c.points for cs in check_sets.values() for c in cs.checks)
@@ -242,11 +292,7 @@ def grade_class(folder: Path, out: Path, time_limit: float = 30.0, jobs: int = 1
         results = _trusted(grade_submission(entry, sets, time_limit, box), check_sets)
         name = student_name(entry)
         where = out / folder_name(name)
-        if where.is_symlink() or where.is_file():
-            where.unlink()
-        elif where.exists():
-            shutil.rmtree(where)
-        where.mkdir()
+        where.mkdir(exist_ok=True)  # checked to hold only GRADER_FILES, which are rewritten
         payload = gradescope_json(results, time.monotonic() - start)
         (where / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
         (where / "report.txt").write_text(report_text(results), errors="surrogateescape")
@@ -297,16 +343,32 @@ def _trusted(results: dict[str, list[model.Result]],
     return clean
 
 
+def grade_for_gradescope(submission: Path, results_path: Path, time_limit: float,
+                         chapter: list[int] | None, unsafe_local: bool) -> None:
+    """Grade one submission, write Gradescope's ``results_path`` and print the report."""
+    check_gradescope_paths(submission, results_path)
+    box = sandbox.choose("none" if unsafe_local else "require")
+    start = time.monotonic()
+    sets = model.exercise_sets(chapter)
+    results = _trusted(grade_submission(submission, sets, time_limit, box),
+                       {s.stem: model.load_checks(s) for s in sets})
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(
+        gradescope_json(results, time.monotonic() - start), indent=2) + "\n")
+    print(report_text(results), end="")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("submissions", type=Path, nargs="?",
                         help="a folder with one folder or .zip per student")
     parser.add_argument("--out", type=Path, default=Path("grades"),
                         help="where to write grades.csv and a folder per student (default: grades)")
-    parser.add_argument("--time-limit", type=float, default=30.0,
+    parser.add_argument("--time-limit", type=model.option_type(model.parse_time_limit),
+                        default=30.0,
                         help="seconds each exercise may take (default 30)")
     parser.add_argument("--jobs", type=int, default=1, help="students checked at once")
-    parser.add_argument("--chapter", type=model.parse_chapters,
+    parser.add_argument("--chapter", type=model.option_type(model.parse_chapters),
                         help="grade these chapters' sets only: 3, 0,3 or 0-4")
     parser.add_argument("--gradescope", nargs=2, type=Path, metavar=("SUBMISSION", "RESULTS"),
                         help="grade one submission folder and write Gradescope's results.json")
@@ -316,16 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.gradescope:
-            submission, results_path = args.gradescope
-            box = sandbox.choose("none" if args.unsafe_local else "require")
-            start = time.monotonic()
-            sets = model.exercise_sets(args.chapter)
-            results = _trusted(grade_submission(submission, sets, args.time_limit, box),
-                               {s.stem: model.load_checks(s) for s in sets})
-            results_path.parent.mkdir(parents=True, exist_ok=True)
-            results_path.write_text(json.dumps(
-                gradescope_json(results, time.monotonic() - start), indent=2) + "\n")
-            print(report_text(results), end="")
+            grade_for_gradescope(*args.gradescope, args.time_limit, args.chapter,
+                                 args.unsafe_local)
             return 0
         if args.submissions is None:
             parser.error("give the folder of submissions (or --gradescope SUBMISSION RESULTS)")

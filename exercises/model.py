@@ -10,7 +10,9 @@ direction: ``rules <- model <- runner <- checker, grade`` (``checktools`` uses `
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
+import math
 import re
 import textwrap
 from collections.abc import Callable, Iterable
@@ -100,7 +102,13 @@ def exercise_sets(chapter: int | Iterable[int] | None = None,
             listed = ", ".join(f"{c:02d}" for c in sorted(known)) or "none"
             raise ValueError(f"There are no exercises for chapter {min(wanted - known):02d}; "
                              f"chapters with exercises: {listed}.")
+        if not wanted:  # an empty list would check nothing and still report success
+            raise ValueError("No chapter was given: name at least one, like 3, 0,3 or 0-4.")
         found = [s for s in found if s.chapter in wanted]
+    if not found:
+        where = checks_dir or EXERCISES_DIR / "checks"
+        raise FileNotFoundError(f"{where} holds no check file exNN_topic.py: this copy of the "
+                                "course has no exercises to check.")
     return found
 
 
@@ -120,8 +128,41 @@ def parse_chapters(text: str) -> list[int]:
         first, _, last = part.partition("-")
         if not first.isdigit() or (last and not last.isdigit()):
             raise ValueError(f"CHAPTER={text!r}: give numbers like 3, 0,3 or 0-4.")
+        if last and int(last) < int(first):
+            raise ValueError(f"CHAPTER={text!r}: the range {part} counts down and holds no "
+                             f"chapter; write the lower number first, like {last}-{first}.")
         chapters += list(range(int(first), int(last or first) + 1))
     return chapters
+
+
+def check_time_limit(seconds: float, shown: object = None) -> float:
+    """``seconds`` itself when it is a finite positive number; a ValueError otherwise (naming
+    ``shown``, the value as the user typed it, when given)."""
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"TIME_LIMIT={seconds if shown is None else shown!r}: give the seconds "
+                         "each exercise may take as a positive number, like 30.")
+    return float(seconds)
+
+
+def parse_time_limit(text: str) -> float:
+    """The ``--time-limit`` option's text as seconds (see :func:`check_time_limit`)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan  # not a number at all: refused below, with the text as typed
+    return check_time_limit(seconds, text)
+
+
+def option_type(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """``parse`` for argparse's ``type=``: its ValueError's sentence becomes argparse's
+    message (argparse would otherwise print only "invalid parse value")."""
+    def parse_option(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    parse_option.__name__ = parse.__name__
+    return parse_option
 
 
 def load_file(path: Path, name: str) -> ModuleType:
