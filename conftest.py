@@ -70,13 +70,24 @@ def _belongs_to_chapter(item: pytest.Item, chapter: int) -> bool:
     return path.name in tests_of_chapter(chapter)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse a ``--chapter`` the course does not have before collecting anything."""
+    wanted = config.getoption("--chapter")
+    if wanted is None:
+        return
+    if not wanted.isdigit():
+        raise pytest.UsageError(f"--chapter must be a chapter number such as 07, got "
+                                f"{wanted!r}.")
+    chapters = sorted(path.name[:2] for path in (ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+    if f"{int(wanted):02d}" not in chapters:
+        raise pytest.UsageError(f"There is no chapter {int(wanted):02d}: the chapters are "
+                                f"{chapters[0]} to {chapters[-1]} (CHAPTER=07, for example).")
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     wanted = config.getoption("--chapter")
     if wanted is not None:
-        if not wanted.isdigit():
-            raise pytest.UsageError(f"--chapter must be a chapter number such as 07, got "
-                                    f"{wanted!r}.")
         kept = [item for item in items if _belongs_to_chapter(item, int(wanted))]
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
