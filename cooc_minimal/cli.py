@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,7 @@ from cooc_minimal.config import (
     write_text_atomically,
 )
 from cooc_minimal.evaluate import evaluate_checkpoint
-from cooc_minimal.runs import CONFIG, RunFolderError, TrainingDiverged
+from cooc_minimal.runs import CONFIG, RunFolderError, TrainingDiverged, TrainingStopped
 from cooc_minimal.train import train
 
 __all__ = ["BAD_INPUT", "build_eval_parser", "build_train_parser", "check_writable_file",
@@ -59,11 +60,14 @@ def _memory_sentence(error: BaseException) -> str:
 def run_command(prog: str, work: Callable[[], int]) -> int:
     """``work()``'s exit status; bad input (:data:`BAD_INPUT`, and an OSError or a failed
     allocation the library did not word) is one sentence on stderr and status 2, a
-    :class:`TrainingDiverged` status 1."""
+    :class:`TrainingDiverged` status 1, a :class:`TrainingStopped` 128 + the signal's number."""
     try:
         return work()
     except TrainingDiverged as error:
         status = 1
+        message = str(error)
+    except TrainingStopped as error:  # the shell's convention: 128 + the signal's number
+        status = 128 + getattr(signal.Signals, error.reason, signal.SIGTERM).value
         message = str(error)
     except BAD_INPUT as error:
         status = 2

@@ -84,6 +84,15 @@ class RunFolderBusy(RunFolderError):
         self.ours = ours
 
 
+class TrainingStopped(RuntimeError):
+    """A signal (``reason``: SIGTERM, SIGINT) stopped a run that was to be trained to its end;
+    its checkpoint was saved at the step boundary, so running it again resumes it."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite (``loss``); the step was not taken and the last good
     checkpoint was left untouched."""
@@ -629,6 +638,17 @@ def diverged(error: TrainingDiverged, *, cfg: Config, state: RunState,
         f"so the run stopped: lower lr (now {cfg.lr:g}) or raise warmup_epochs (now "
         f"{cfg.warmup_epochs:g}), or try precision = 'fp32', and train again in a new "
         f"folder; {kept}.", error.loss)
+
+
+def check_not_stopped(summary: dict[str, Any]) -> None:
+    """Raise :class:`TrainingStopped` when a signal ended the run of ``summary`` (what
+    :func:`cooc_minimal.train.train` returns) before its last step."""
+    if summary["stopped"] is not None and not summary["finished"]:
+        raise TrainingStopped(
+            f"Training {summary['name']} in {summary['out_dir']} stopped on "
+            f"{summary['stopped']} at step {summary['steps']} of {summary['total_steps']}, "
+            "its checkpoint saved: call ensure_trained again to resume it.",
+            summary["stopped"])
 
 
 def run_summary(state: RunState, *, cfg: Config, out: Path, stopped: str | None,

@@ -46,6 +46,7 @@ from cooc_minimal.runs import (
     RunState,
     StopSignal,
     TrainingDiverged,
+    check_not_stopped,
     check_step_memory,
     checkpoint_state,
     diverged,
@@ -281,11 +282,13 @@ def ensure_trained(cfg: Config, out_dir: str | Path, progress: bool = True) -> P
       same config, left by a run stopped before its first checkpoint): trained from scratch;
     - anything else (another config's run, other files): refused with a sentence.
     A run another process is training in ``out`` now is waited for, then looked at again.
+    A SIGTERM or SIGINT during training raises :class:`TrainingStopped` once the checkpoint
+    is saved: the caller asked to stop, so the run is not resumed here.
     """
     out, cfg = Path(out_dir).expanduser(), validate_config(cfg)
     while (status := run_status(cfg, wait_while_busy(out))) != "finished":
         with unless_busy_elsewhere():  # taken by another process between our look and start
-            train(cfg, out, resume=status == "unfinished", progress=progress)
+            check_not_stopped(train(cfg, out, resume=status == "unfinished", progress=progress))
     return out / CHECKPOINT
 
 

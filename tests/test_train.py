@@ -21,6 +21,7 @@ from cooc_minimal.config import load_config
 from cooc_minimal.data import LoaderData, epoch_order, make_data
 from cooc_minimal.distributed import GlobalBatchNorm, convert_sync_batchnorm
 from cooc_minimal.losses import LOSSES
+from cooc_minimal.runs import TrainingStopped
 from cooc_minimal.train import RunFolderError, TrainingDiverged, ensure_trained, train
 from cooc_minimal.views import make_views
 
@@ -203,6 +204,28 @@ def test_ensure_trained_reuses_resumes_or_refuses(straight, tmp_path, monkeypatc
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(RunFolderError, match="not a run of this config"):
         ensure_trained(tiny_config(), tmp_path / "other")
+
+
+def test_ensure_trained_stops_on_sigterm_instead_of_resuming(straight, tmp_path, monkeypatch):
+    out, real_train = tmp_path / "run", training.train
+
+    def train_until_sigterm_at_step_3(*args, **kwargs):
+        def send_sigterm(row):
+            if row["step"] == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real_train(*args, **kwargs, on_step=send_sigterm)
+
+    monkeypatch.setattr(training, "train", train_until_sigterm_at_step_3)
+    with pytest.raises(TrainingStopped, match=r"stopped on SIGTERM at step 3 of 8, its "
+                                              r"checkpoint saved: call ensure_trained again"):
+        ensure_trained(tiny_config(), out, progress=False)
+    assert load_checkpoint(out / "last.pt")["step"] == 3  # stopped there, not resumed
+    monkeypatch.setattr(training, "train", real_train)
+    path = ensure_trained(tiny_config(), out, progress=False)  # asked again: resumed
+    _same_weights(path, straight / "last.pt", 1e-6)
+    status = run_command("cooc", lambda: (_ for _ in ()).throw(
+        TrainingStopped("stopped", "SIGTERM")))
+    assert status == 128 + signal.SIGTERM
 
 
 def test_views_of_rank_slices_equal_the_views_of_the_global_batch():
