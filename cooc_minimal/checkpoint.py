@@ -14,7 +14,9 @@ import errno
 import os
 import pickle
 import random
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -95,25 +97,87 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+#: the file a run folder keeps its checkpoint in (``runs.CHECKPOINT``; runs imports this module)
+RUN_CHECKPOINT = "last.pt"
+#: the first bytes of every zip archive, which torch.save writes (torch.load checks the same)
+ZIP_MAGIC = b"PK\x03\x04"
+#: what reading a damaged archive can raise (zlib.error: a compressed member cut short)
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError,
+               NotImplementedError, RuntimeError, struct.error, zlib.error)
 
-    A missing file raises FileNotFoundError; a truncated or corrupted one, or one of another
-    library version (:func:`check_version`), a :class:`CheckpointError`, each one sentence.
-    """
-    path = Path(path)
+
+def _damaged(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(f"{path} is truncated or corrupted and cannot be read ({reason}); "
+                           f"delete it and resume from another checkpoint or train again.")
+
+
+def _checkpoint_file(path: Path) -> Path:
+    """The file to read for ``path``: itself, or a run folder's last.pt."""
+    if path.is_dir():
+        if (path / RUN_CHECKPOINT).is_file():  # a run folder: it holds one checkpoint
+            return path / RUN_CHECKPOINT
+        raise FileNotFoundError(f"{path} is a folder without a {RUN_CHECKPOINT}: pass a run "
+                                f"folder that cooc_minimal.train has written a checkpoint to, "
+                                f"or the path of an existing last.pt.")
     if not path.is_file():
         raise FileNotFoundError(f"There is no checkpoint at {path}: train first (python -m "
                                 f"cooc_minimal.train ... --out {path.parent}) or pass the "
                                 f"path of an existing last.pt.")
+    return path
+
+
+def _not_a_checkpoint(path: Path, why: str) -> CheckpointError:
+    # A .pt that is not one was overwritten or damaged beyond recognition; any other file
+    # (a config.toml, a log) was most likely passed by mistake and must not be deleted.
+    fix = ("restore it from a copy, or train again" if path.suffix in (".pt", ".pth") else
+           "pass the last.pt that cooc_minimal.train writes in its run folder")
+    return CheckpointError(f"{path} is not a PyTorch checkpoint ({why}): {fix}.")
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse, before unpickling, a file that is not torch's zip archive, and an archive
+    whose stored bytes fail their CRC: torch.load checks neither, so random bytes end in
+    the unpickler's IndexError or KeyError and flipped bits load as other weights."""
+    with open(path, "rb") as f:  # a file we may not read is an OSError, not damage
+        head = f.read(len(ZIP_MAGIC))
+    if not head:
+        raise _damaged(path, "the file is empty") from None
+    if head != ZIP_MAGIC:
+        raise _not_a_checkpoint(path, "torch.save writes a zip archive, and this file is not one")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            bad = archive.testzip()  # torch.load checks no CRC; ~0.06 s per 200 MB cached
+    except _ZIP_ERRORS as error:  # the magic but no readable directory: cut short
+        raise _damaged(path, _first_line(error)) from None
+    if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+        raise _not_a_checkpoint(path, "a zip archive without the data.pkl that torch.save "
+                                      "writes")
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupted: its entry {bad} fails its CRC check, so "
+                              f"what it holds is not what was saved; delete it and resume "
+                              f"from another checkpoint or train again.")
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`; ``path`` may also be a run
+    folder, whose last.pt is read.
+
+    A missing file raises FileNotFoundError; a file that is not torch's zip archive, a
+    truncated or corrupted one (its entries' CRCs are checked), or one of another library
+    version (:func:`check_version`), a :class:`CheckpointError`, each one sentence.
+    """
+    path = _checkpoint_file(Path(path))
+    _check_archive(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError,
-            ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is truncated or corrupted and cannot be read ({first}); "
-                              f"delete it and resume from another checkpoint or train "
-                              f"again.") from None
+            ValueError, IndexError, KeyError, struct.error) as error:
+        raise _damaged(path, _first_line(error)) from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path} is not a cooc_minimal checkpoint (no 'model' and "
                               f"'config' entries): pass a last.pt written by "

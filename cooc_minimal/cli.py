@@ -233,7 +233,7 @@ def build_eval_parser() -> argparse.ArgumentParser:
                     "--data-root ~/data --patches 1,4,16,64 --convergence 1,4,16,64 --json "
                     "results.json")
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="a last.pt written by cooc_minimal.train")
+                        help="a last.pt written by cooc_minimal.train, or its run folder")
     parser.add_argument("--dataset", help="dataset to evaluate on (default: the checkpoint's)")
     parser.add_argument("--data-root", metavar="DIR",
                         help="folder holding the dataset (default: the checkpoint's data_root, "
@@ -283,6 +283,18 @@ def build_eval_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Python arguments that the library's sentences name, as a cooc-eval user spells them
+_EVAL_WORDS = {"use random patches (grid=False)": "drop --grid to use random patches"}
+
+
+def _in_option_words(message: str) -> str:
+    """``message`` with cooc-eval's option names for the Python arguments it names: the
+    library words its sentences for Python callers, where those names are right."""
+    for python, option in _EVAL_WORDS.items():
+        message = message.replace(python, option)
+    return message
+
+
 def eval_main(argv: list[str] | None = None) -> int:
     """The ``cooc-eval`` command: evaluate, print the table, maybe write JSON. Exit status."""
     args = build_eval_parser().parse_args(argv)
@@ -293,15 +305,21 @@ def eval_main(argv: list[str] | None = None) -> int:
             if args.convergence is not None else []
         if args.json:  # before the evaluation, so that its results are never lost
             check_writable_file(Path(args.json).expanduser(), "--json")
-        rows = evaluate_checkpoint(
-            args.checkpoint, dataset=args.dataset, data_root=args.data_root,
-            patches=patches, convergence=convergence, untrained=args.untrained,
-            patch_size=args.patch_size,
-            out_size=args.out_size, spaces=SPACES if args.space == "both" else (args.space,),
-            grid=args.grid, k=args.k, temperature=args.temperature, limit=args.limit,
-            seed=args.seed, device=args.device, precision=args.precision,
-            batch_size=args.batch_size, num_workers=args.num_workers,
-            progress=not args.no_progress)
+        try:
+            rows = evaluate_checkpoint(
+                args.checkpoint, dataset=args.dataset, data_root=args.data_root,
+                patches=patches, convergence=convergence, untrained=args.untrained,
+                patch_size=args.patch_size,
+                out_size=args.out_size, spaces=SPACES if args.space == "both" else (args.space,),
+                grid=args.grid, k=args.k, temperature=args.temperature, limit=args.limit,
+                seed=args.seed, device=args.device, precision=args.precision,
+                batch_size=args.batch_size, num_workers=args.num_workers,
+                progress=not args.no_progress)
+        except ValueError as error:
+            message = _in_option_words(str(error))
+            if message == str(error):
+                raise
+            raise ValueError(message) from None
         print(format_rows(rows))
         if args.json:
             path = Path(args.json).expanduser()

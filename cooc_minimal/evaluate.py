@@ -401,6 +401,18 @@ def _check_classes(train, dataset: str, limit: int | None) -> None:
                          f"{', or a larger --limit' if cut else ''}).")
 
 
+def _check_k(k: int, train, limit: int | None) -> None:
+    """Refuse a kNN of more neighbours than there are training bags, before any embedding:
+    a k quietly lowered to the bank's size would be another protocol than the one asked for."""
+    bank = min(len(train), limit or len(train))
+    if k > bank:
+        cut = limit is not None and limit < len(train)
+        fix = (f"a larger --limit (now {limit}, of {len(train)} training images)" if cut else
+               "a larger training split")
+        raise ValueError(f"k={k} (--k) is more than the {bank} training bags the kNN votes "
+                         f"among: pass --k {bank} or less, or use {fix}.")
+
+
 def _check_memory(model: nn.Module, splits: dict, counts: list[int], conv_counts: list[int],
                   *, spaces, o: _Options) -> None:
     """Refuse an evaluation whose tensors alone would not fit in the free memory of its
@@ -456,7 +468,7 @@ def _read_out(features: dict, counts: list[int], *, k: int, temperature: float,
     for n in counts:
         x_train, x_test = train_bags[n].to(device).float(), test_bags[n].to(device).float()
         probe = linear_probe(x_train, train_y, x_test, test_y, n_classes)
-        knn = knn_classify(x_train, train_y, x_test, k=min(k, len(train_y)),
+        knn = knn_classify(x_train, train_y, x_test, k=k,  # no clamp: _check_k refused a k > bank
                            temperature=temperature, n_classes=n_classes)
         scores[n] = probe.accuracy, accuracy(knn, test_y)
         del x_train, x_test  # free the device before the next count
@@ -516,8 +528,9 @@ def evaluate_checkpoint(checkpoint, *, dataset: str | None = None, data_root: st
     initialisation (the run's seed) instead of its weights, the control. Bad input raises
     one sentence (FileNotFoundError or ValueError) before the images are embedded, such as
     random patches that cover the whole image, a 0 for a size (refused, not replaced by the
-    checkpoint's), a training split of one class (its probe and kNN would score 1.0), or
-    bags whose tensors alone need more memory than the device has free.
+    checkpoint's), a training split of one class (its probe and kNN would score 1.0), a k
+    larger than the number of training bags, or bags whose tensors alone need more memory
+    than the device has free.
     """
     from cooc_minimal.checkpoint import load_model
 
@@ -542,6 +555,7 @@ def evaluate_checkpoint(checkpoint, *, dataset: str | None = None, data_root: st
     splits = _splits(dataset or cfg.dataset, data_root or cfg.data_root or None, cfg.image_size)
     if counts:  # the probe and the kNN need two classes; the convergence does not
         _check_classes(splits["train"], dataset or cfg.dataset, limit)
+        _check_k(k, splits["train"], limit)
     _check_scales(splits["test"][0][0], o.patch_size, counts + conv_counts, grid)
     _check_memory(model, splits, counts, conv_counts, spaces=spaces, o=o)
     images = _first_images(splits["test"], limit or CONVERGENCE_IMAGES, num_workers) \

@@ -217,7 +217,7 @@ def test_a_corrupt_image_stops_the_evaluation_and_is_named(checkpoint, tmp_path,
     root = _images(tmp_path / "images")
     bad = _spoil(root / "train" / "a" / "5.png", kind)
     assert _eval(checkpoint, "--dataset", "imagefolder", "--data-root", str(root),
-                 "--patches", "1", "--num-workers", "1") == 2
+                 "--patches", "1", "--k", "8", "--num-workers", "1") == 2
     assert f"The image {bad} cannot be read (" in said(capsys, "cooc-eval")
 
 

@@ -161,3 +161,88 @@ def test_the_version_is_checked(tmp_path, version, words):
         ck.load_checkpoint(tmp_path / "last.pt")
     torch.save({**_state(), "version": "0.1.7"}, tmp_path / "patch.pt")  # same series: read
     assert ck.load_checkpoint(tmp_path / "patch.pt")["version"] == "0.1.7"
+
+
+# -------------------------------------------------- files that are not whole checkpoints
+
+def _flip_inside(path, out) -> str:
+    """Copy ``path`` to ``out`` with every float of its largest tensor entry changed (one
+    exponent bit each), the zip structure untouched; return that entry's name."""
+    import struct
+    import zipfile
+
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        entry = max((i for i in archive.infolist() if "/data/" in i.filename),
+                    key=lambda i: i.file_size)
+    head = entry.header_offset
+    name_length, extra_length = struct.unpack("<HH", data[head + 26:head + 30])  # local header
+    start = head + 30 + name_length + extra_length
+    for i in range(start + 3, start + entry.file_size, 4):
+        data[i] ^= 0x40
+    out.write_bytes(bytes(data))
+    return entry.filename
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_bytes_are_not_a_pytorch_checkpoint(tmp_path, seed):
+    rng = random.Random(seed)  # the audit's files: 21 in 200 escaped as IndexError, KeyError...
+    data = bytes(rng.getrandbits(8) for _ in range(rng.choice([1, 2, 10, 100, 5000])))
+    (tmp_path / "last.pt").write_bytes(data)
+    with pytest.raises(ck.CheckpointError) as caught:
+        ck.load_checkpoint(tmp_path / "last.pt")
+    message = str(caught.value)
+    assert message == (f"{tmp_path / 'last.pt'} is not a PyTorch checkpoint (torch.save writes "
+                       f"a zip archive, and this file is not one): restore it from a copy, or "
+                       f"train again.")
+
+
+def test_a_file_passed_by_mistake_is_named_and_never_to_be_deleted(tmp_path):
+    (tmp_path / "config.toml").write_text('name = "run"\n')
+    with pytest.raises(ck.CheckpointError) as caught:
+        ck.load_checkpoint(tmp_path / "config.toml")
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'config.toml'} is not a PyTorch checkpoint")
+    assert "pass the last.pt that cooc_minimal.train writes" in message
+    assert "delete" not in message and "corrupted" not in message
+
+
+def test_a_zip_archive_that_torch_did_not_write_is_not_a_checkpoint(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as archive:
+        archive.writestr("a.txt", "not a tensor")
+    with pytest.raises(ck.CheckpointError, match="is not a PyTorch checkpoint \\(a zip archive "
+                                                 "without the data.pkl"):
+        ck.load_checkpoint(tmp_path / "photos.zip")
+
+
+def test_bytes_changed_inside_an_entry_are_refused_not_loaded(tmp_path):
+    path = ck.save_checkpoint(tmp_path / "last.pt", _state())
+    name = _flip_inside(path, tmp_path / "flipped.pt")
+    silent = torch.load(tmp_path / "flipped.pt", weights_only=True)  # torch checks no CRC
+    assert any(not torch.equal(silent["model"][k], v) for k, v in _state()["model"].items())
+    with pytest.raises(ck.CheckpointError) as caught:
+        ck.load_checkpoint(tmp_path / "flipped.pt")
+    assert str(caught.value) == (
+        f"{tmp_path / 'flipped.pt'} is corrupted: its entry {name} fails its CRC check, so what "
+        f"it holds is not what was saved; delete it and resume from another checkpoint or train "
+        f"again.")
+
+
+def test_a_run_folder_is_read_as_its_last_pt(tmp_path):
+    ck.save_checkpoint(tmp_path / "run" / "last.pt", _state())
+    assert ck.load_checkpoint(tmp_path / "run")["step"] == 3
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError) as caught:
+        ck.load_checkpoint(tmp_path / "empty")
+    assert str(caught.value) == (
+        f"{tmp_path / 'empty'} is a folder without a last.pt: pass a run folder that "
+        f"cooc_minimal.train has written a checkpoint to, or the path of an existing last.pt.")
+
+
+def test_an_empty_file_is_truncated(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"")
+    with pytest.raises(ck.CheckpointError, match=r"is truncated or corrupted and cannot be read "
+                                                 r"\(the file is empty\); delete it"):
+        ck.load_checkpoint(tmp_path / "last.pt")

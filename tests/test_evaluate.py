@@ -777,3 +777,115 @@ def test_a_config_that_trains_on_whole_images_evaluates_its_own_smaller_patches(
     with pytest.raises(ValueError, match="covers the whole 32x32 image"):
         E.evaluate_checkpoint(whole, dataset="toyworld", patches=(1, 4), patch_size=32,
                               limit=40, progress=False)
+
+
+# ------------------------------------------- checkpoints and options refused before any work
+
+def _random_file(path, size: int = 5000):
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes())
+    return path
+
+
+def _no_embedding(monkeypatch):
+    monkeypatch.setattr(B, "embed_dataset",
+                        lambda *a, **k: pytest.fail("images embedded before the refusal"))
+
+
+def test_cli_a_checkpoint_of_random_bytes_is_one_sentence(tmp_path, capsys, monkeypatch):
+    _no_embedding(monkeypatch)
+    path = _random_file(tmp_path / "rand.pt")
+    assert eval_main(["--checkpoint", str(path), "--patches", "1", "--limit", "50",
+                      "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert one_sentence(err), err
+    assert f"{path} is not a PyTorch checkpoint (torch.save writes a zip archive" in err
+
+
+def test_cli_a_checkpoint_changed_inside_is_refused_not_evaluated(smoke_checkpoint, tmp_path,
+                                                                  capsys, monkeypatch):
+    from test_checkpoint import _flip_inside
+
+    name = _flip_inside(smoke_checkpoint, tmp_path / "last.pt")
+    _no_embedding(monkeypatch)
+    assert eval_main(["--checkpoint", str(tmp_path / "last.pt"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert one_sentence(err), err
+    assert f"its entry {name} fails its CRC check" in err
+    assert "delete it and resume from another checkpoint or train again." in err
+
+
+def test_cli_takes_a_run_folder_for_its_last_pt_and_refuses_its_config(smoke_checkpoint,
+                                                                       capsys):
+    run = smoke_checkpoint.parent
+    options = ["--dataset", "toyworld", "--patches", "1", "--limit", "40", "--no-progress"]
+    assert eval_main(["--checkpoint", str(run), *options]) == 0
+    from_folder = capsys.readouterr().out
+    assert eval_main(["--checkpoint", str(smoke_checkpoint), *options]) == 0
+    assert capsys.readouterr().out == from_folder
+    assert eval_main(["--checkpoint", str(run / "config.toml"), *options]) == 2
+    err = capsys.readouterr().err
+    assert one_sentence(err), err
+    assert f"{run / 'config.toml'} is not a PyTorch checkpoint" in err
+    assert "pass the last.pt that cooc_minimal.train writes in its run folder" in err
+    assert "delete" not in err and "corrupted" not in err
+
+
+def test_cli_resume_from_a_last_pt_of_random_bytes_is_one_sentence(smoke_checkpoint, tmp_path,
+                                                                   capsys):
+    from cooc_minimal.cli import train_main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_bytes((smoke_checkpoint.parent / "config.toml").read_bytes())
+    before = _random_file(run / "last.pt").read_bytes()
+    assert train_main(["--out", str(run), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err == (f"cooc-train: {run / 'last.pt'} is not a PyTorch checkpoint (torch.save "
+                   f"writes a zip archive, and this file is not one): restore it from a copy, "
+                   f"or train again.\n")
+    assert (run / "last.pt").read_bytes() == before
+
+
+def test_cli_a_k_larger_than_the_training_bags_is_refused_before_embedding(
+        smoke_checkpoint, capsys, monkeypatch):
+    _no_embedding(monkeypatch)
+    assert eval_main(["--checkpoint", str(smoke_checkpoint), "--dataset", "toyworld",
+                      "--patches", "1", "--limit", "50", "--k", "1000", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert one_sentence(err), err
+    assert err == ("cooc-eval: k=1000 (--k) is more than the 50 training bags the kNN votes "
+                   "among: pass --k 50 or less, or use a larger --limit (now 50, of 10000 "
+                   "training images).\n")
+    with pytest.raises(ValueError, match=r"k=20000 \(--k\) is more than the 10000 training "
+                                         r"bags .*: pass --k 10000 or less, or use a larger "
+                                         r"training split\."):
+        E.evaluate_checkpoint(smoke_checkpoint, dataset="toyworld", patches=[1], k=20000,
+                              progress=False)
+
+
+def test_a_k_as_large_as_the_training_bags_votes_with_all_of_them(smoke_checkpoint):
+    from cooc_minimal.checkpoint import load_model
+    from cooc_minimal.data import get_dataset
+
+    (row,) = E.evaluate_checkpoint(smoke_checkpoint, dataset="toyworld", patches=[2], k=40,
+                                   limit=40, progress=False)
+    model, _ = load_model(smoke_checkpoint)
+    train, test = get_dataset("toyworld"), get_dataset("toyworld", train=False)
+    bags = [B.embed_dataset(model, d, 8, [2], limit=40, progress=False,
+                            generator=torch.Generator().manual_seed(s)) for s, d in
+            enumerate((train, test))]
+    knn = E.knn_classify(bags[0][0][2], bags[0][1], bags[1][0][2], k=40, n_classes=10)
+    assert row["knn_acc"] == pytest.approx(E.accuracy(knn, bags[1][1]))
+
+
+def test_cli_grid_refusal_speaks_of_options_not_python_arguments(smoke_checkpoint, capsys):
+    options = dict(dataset="toyworld", patches=[64], grid=True, limit=40, progress=False)
+    with pytest.raises(ValueError, match=r"or use random patches \(grid=False\)\.$"):
+        E.evaluate_checkpoint(smoke_checkpoint, **options)  # Python callers: its argument
+    assert eval_main(["--checkpoint", str(smoke_checkpoint), "--dataset", "toyworld",
+                      "--patches", "64", "--grid", "--limit", "40", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert one_sentence(err), err
+    assert err.endswith("ask for at most 16, or drop --grid to use random patches.\n"), err
+    assert "grid=False" not in err
