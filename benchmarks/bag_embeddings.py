@@ -22,14 +22,17 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from cooc_minimal.bags import bag_embeddings, default_batch_size
+from cooc_minimal.cli import check_writable_file, run_command
 from cooc_minimal.models import build_model
 from cooc_minimal.patches import random_patches
+from cooc_minimal.runtime import positive_int
 from cooc_minimal.toyworld import ToyWorld
 
 
@@ -54,16 +57,28 @@ def timed(fn, threads: int) -> tuple[float, torch.Tensor]:
         torch.set_num_threads(before)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The options, checked before anything is timed (one sentence each)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--images", type=int, default=10_000, help="toy images (10,000)")
     parser.add_argument("--n", type=int, default=16, help="patches per image (16)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="patches per forward pass of bag_embeddings (its default)")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs of each (1)")
-    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
+    for option in ("images", "n", "batch_size", "repeats"):
+        value = getattr(args, option)
+        if value is not None:
+            positive_int("--" + option.replace("_", "-"), value)
+    if args.json:
+        args.json = Path(args.json).expanduser()
+        check_writable_file(args.json, "--json")
+    return args
 
+
+def benchmark(argv: list[str] | None) -> int:
+    args = parse_arguments(argv)
     torch.manual_seed(0)
     model = build_model("tiny", "512-128").eval()
     batch = args.batch_size or default_batch_size(model)
@@ -103,8 +118,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 "note": f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} "
                         f"at the end"}
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    return rows
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(Path(__file__).name, lambda: benchmark(argv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -20,12 +20,14 @@ import functools
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from cooc_minimal.cli import check_writable_file, run_command
 from cooc_minimal.losses import (
     multipatch_loss,
     simclr_loss,
@@ -34,6 +36,7 @@ from cooc_minimal.losses import (
     vicreg_loss,
 )
 from cooc_minimal.paths import result_path
+from cooc_minimal.runtime import positive_int
 
 TWO_VIEW: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "spectral": spectral_loss,
@@ -108,7 +111,8 @@ def gram_table(rows: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The options, checked before anything is timed (one sentence each)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--n", type=int, default=1024, help="batch size N (default 1024)")
     parser.add_argument("--dims", type=int, nargs="+", default=[128, 2048, 8192],
@@ -116,6 +120,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save", default=str(result_path("losses")),
                         help="where to write the results as JSON ('' to skip)")
     args = parser.parse_args(argv)
+    positive_int("--n", args.n)
+    for dim in args.dims:
+        positive_int("--dims", dim)
+    if args.n < 2 * PATCHES:
+        raise ValueError(f"--n must be at least {2 * PATCHES}, got {args.n}: the multi-patch "
+                         f"losses need two images of {PATCHES} patches at least.")
+    if args.save:
+        check_writable_file(Path(args.save).expanduser(), "--save")
+    return args
+
+
+def benchmark(argv: list[str] | None) -> int:
+    args = parse_arguments(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"{platform.processor() or platform.machine()}; N = {args.n}, float32, "
           f"fastest of several forward + backward runs, in ms")
@@ -133,10 +150,16 @@ def main(argv: list[str] | None = None) -> None:
                   "cpus": os.cpu_count(), "machine": platform.machine(), "n": args.n,
                   "load_average_1min": os.getloadavg()[0],
                   "patches": PATCHES, "dims": args.dims, "losses_ms": times, "gram": grams}
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save).write_text(json.dumps(record, indent=1) + "\n")
+        path = Path(args.save).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=1) + "\n")
         print(f"saved to {args.save}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(Path(__file__).name, lambda: benchmark(argv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

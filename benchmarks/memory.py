@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from cooc_minimal.cli import check_writable_file, run_command
 from cooc_minimal.config import load_config
 from cooc_minimal.paths import result_path, source_commit
 from cooc_minimal.step import activation_bytes_per_image, build_trainee, loss_bytes
@@ -80,13 +81,38 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def config_names(text: str) -> list[str]:
+    """The names of ``--configs``, each loaded once now, so that a wrong one is told in a
+    sentence before a minute of measuring."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"--configs must name at least one config, such as "
+                         f"{CONFIGS[0]}, got {text!r}.")
+    for name in names:
+        dataset = load_config(name).dataset
+        if dataset not in CLASSES:
+            raise ValueError(f"--configs {name} trains on {dataset}, whose number of classes "
+                             f"this benchmark does not know: pass configs of "
+                             f"{', '.join(CLASSES)}.")
+    return names
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The options, checked before anything is measured (one sentence each)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--save", default=str(DEFAULT_SAVE), help="JSON path ('' = none)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names")
     args = parser.parse_args(argv)
+    args.configs = config_names(args.configs)
+    if args.save:
+        check_writable_file(Path(args.save).expanduser(), "--save")
+    return args
+
+
+def benchmark(argv: list[str] | None) -> int:
+    args = parse_arguments(argv)
     started = time.perf_counter()
-    rows = [measure(name) for name in args.configs.split(",")]
+    rows = [measure(name) for name in args.configs]
     print(table(rows))
     record = {
         "command": "python benchmarks/memory.py" + (f" {' '.join(argv or sys.argv[1:])}"
@@ -103,9 +129,14 @@ def main(argv: list[str] | None = None) -> None:
         "rows": rows,
     }
     if args.save:
-        Path(args.save).write_text(json.dumps(record, indent=1) + "\n")
+        Path(args.save).expanduser().write_text(json.dumps(record, indent=1) + "\n")
         print(f"saved {args.save}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(Path(__file__).name, lambda: benchmark(argv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

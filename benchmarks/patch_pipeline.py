@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -36,8 +37,10 @@ from PIL import Image, ImageFilter
 from torchvision import transforms as T
 
 from cooc_minimal.augment import BYOL_VIEW_1, BYOL_VIEW_2, ViewConfig, augment
+from cooc_minimal.cli import check_writable_file, run_command
 from cooc_minimal.patches import random_patches
 from cooc_minimal.paths import result_path
+from cooc_minimal.runtime import positive_int
 
 
 class PilBlur:
@@ -82,7 +85,8 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The options, checked before anything is timed (one sentence each)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--batch", type=int, default=256, help="images per batch (256)")
     parser.add_argument("--n", type=int, nargs="+", default=[4, 16, 32], help="patches per image")
@@ -92,7 +96,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save", default=str(result_path("patch_pipeline")),
                         help="where to write the results as JSON ('' to skip)")
     args = parser.parse_args(argv)
+    for option, value in (("--batch", args.batch), *(("--n", n) for n in args.n),
+                          ("--repeats", args.repeats)):
+        positive_int(option, value)
+    if args.save:
+        check_writable_file(Path(args.save).expanduser(), "--save")
+    return args
 
+
+def benchmark(argv: list[str] | None) -> int:
+    args = parse_arguments(argv)
     view = BYOL_VIEW_1 if args.view == 1 else BYOL_VIEW_2
     patch, out, side = 16, 32, 32
     generator = torch.Generator().manual_seed(0)
@@ -108,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     def batched(n: int, n_threads: int) -> float:
         torch.set_num_threads(n_threads)
         try:
-            return timed(lambda: run_batched(images, n, view, patch, out, generator))
+            return timed(lambda: run_batched(images, n, view, patch=patch, out=out,
+                                             generator=generator))
         finally:
             torch.set_num_threads(threads)
 
@@ -141,10 +155,16 @@ def main(argv: list[str] | None = None) -> None:
                   "machine": platform.machine(), "batch": args.batch,
                   "load_average_1min": os.getloadavg()[0], "view": args.view,
                   "repeats": args.repeats, "patch": patch, "out": out, "rows": rows}
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save).write_text(json.dumps(record, indent=1) + "\n")
+        path = Path(args.save).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=1) + "\n")
         print(f"saved to {args.save}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(Path(__file__).name, lambda: benchmark(argv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

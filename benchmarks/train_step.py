@@ -31,6 +31,7 @@ import datetime
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -39,10 +40,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from cooc_minimal.augment import ViewConfig, default_blur_kernel
+from cooc_minimal.cli import check_writable_file, run_command
 from cooc_minimal.config import Config, load_config
 from cooc_minimal.data import TensorData, epoch_order
 from cooc_minimal.paths import result_path
-from cooc_minimal.runtime import pick_device
+from cooc_minimal.runtime import pick_device, positive_int
 from cooc_minimal.step import build_optimizer, build_trainee, train_step
 from cooc_minimal.views import make_views, view_plan
 
@@ -231,7 +233,9 @@ def show(rows: list[dict], title: str) -> None:
             print(f"  {row['variant']}: {row['note']}")
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_arguments(argv: list[str] | None, device: torch.device) -> argparse.Namespace:
+    """The options, checked before anything is timed (one sentence each); ``save`` the
+    JSON path to write ('' for none)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--steps", type=int, default=8, help="timed steps per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="keep the best of this many")
@@ -240,11 +244,26 @@ def main(argv: list[str] | None = None) -> dict:
                         help="DataLoader worker counts to try (default 2; 8 on a GPU)")
     parser.add_argument("--save", default=None, help="JSON file ('' to skip)")
     args = parser.parse_args(argv)
+    positive_int("--steps", args.steps)
+    positive_int("--repeats", args.repeats)
+    if args.workers is None:
+        args.workers = [8] if device.type == "cuda" else [2]
+    if any(w < 0 for w in args.workers):
+        raise ValueError(f"--workers must be worker counts of 0 or more, got "
+                         f"{' '.join(map(str, args.workers))}.")
+    if args.save is None:
+        args.save = str(result_path(f"train_step_{device.type}"))
+    if args.save:
+        check_writable_file(Path(args.save).expanduser(), "--save")
+    return args
+
+
+def benchmark(argv: list[str] | None) -> int:
     device = pick_device("auto")
+    args = parse_arguments(argv, device)
     cfg = settings(device)
     data = device_data(cfg, device)
-    workers = args.workers if args.workers is not None else ([8] if device.type == "cuda"
-                                                             else [2])
+    workers = args.workers
     load = os.getloadavg()[0]
     options = model_options(cfg, data, args.steps, args.repeats, not args.no_compile)
     paths = data_paths(cfg, data, args.steps, args.repeats, workers)
@@ -260,13 +279,15 @@ def main(argv: list[str] | None = None) -> dict:
               "load_average_1min_at_end": os.getloadavg()[0], "setting": what,
               "steps": args.steps, "repeats": args.repeats, "model_options": options,
               "data_paths": paths}
-    save = args.save if args.save is not None else str(
-        result_path(f"train_step_{device.type}"))
-    if save:
-        Path(save).write_text(json.dumps(record, indent=1) + "\n")
-        print(f"\nsaved {save}")
-    return record
+    if args.save:
+        Path(args.save).expanduser().write_text(json.dumps(record, indent=1) + "\n")
+        print(f"\nsaved {args.save}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(Path(__file__).name, lambda: benchmark(argv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

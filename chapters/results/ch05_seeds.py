@@ -32,11 +32,11 @@ import time
 from pathlib import Path
 
 import torch
-from recording import runs_from_arguments, seed_summary, stamp
+from recording import run_script, seed_summary, stamp
 
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
-from cooc_minimal.config import load_config
+from cooc_minimal.config import Config, load_config
 from cooc_minimal.cooccurrence import closed_form_embedding, self_included_cooccurrence
 from cooc_minimal.parts import ratio_fit
 from cooc_minimal.paths import result_path
@@ -109,8 +109,14 @@ def measure(runs: Path, world: ToyWorld) -> tuple[list[dict], list[dict], int]:
     return rows, misfits, n
 
 
-def main(argv: list[str] | None = None) -> int:
-    runs = runs_from_arguments(__doc__, argv)
+def run_folders(runs: Path) -> dict[Path, Config]:
+    """Every run folder ``networks`` reads or trains, with its config (checked first)."""
+    return {runs / (folder + (f"_seed{seed}" if seed else "")):
+            load_config("smoke", overrides + [f"seed={seed}"])
+            for seed in SEEDS for folder, overrides in RUNS.values()}
+
+
+def record_figure(runs: Path, argv: list[str] | None) -> int:
     started = time.perf_counter()
     world = ToyWorld(seed=0)
     rows, misfits, n = measure(runs, world)
@@ -145,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one-hot parts: gram {one_hot['gram']:.3f}, pairs {one_hot['pairs']:.3f}; wrote "
           f"cooc_minimal/results/{FIGURE}.json")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(__file__, __doc__, argv, needed=run_folders,
+                      record=lambda runs: record_figure(runs, argv))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from recording import mean_std, runs_from_arguments, seed_summary, stamp
+from recording import mean_std, run_script, seed_summary, stamp
 
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import (
@@ -40,7 +40,7 @@ from cooc_minimal.claims import (
     untrained_twin,
     world_sample,
 )
-from cooc_minimal.config import load_config
+from cooc_minimal.config import Config, load_config
 from cooc_minimal.data import get_dataset
 from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
@@ -114,8 +114,15 @@ def convergence(rows: list[dict]) -> list[dict]:
             for model in MODELS]
 
 
-def main(argv: list[str] | None = None) -> int:
-    runs = runs_from_arguments(__doc__, argv)
+def run_folders(runs: Path) -> dict[Path, Config]:
+    """Every run folder ``trained_network`` reads or trains, with its config (checked first)."""
+    return {run_folder(runs, independent, seed): load_config(
+                "texture", [f"seed={seed}"]
+                + (["dataset=textureworld_independent"] if independent else []))
+            for seed in SEEDS for independent in (False, True)}
+
+
+def record_figure(runs: Path, argv: list[str] | None) -> int:
     started = time.perf_counter()
     train_set = get_dataset("textureworld", train=True)
     train, test = world_sample(train_set, LIMIT), world_sample(
@@ -145,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
             for name in BASELINE))
     print(f"wrote cooc_minimal/results/{FIGURE}.json")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(__file__, __doc__, argv, needed=run_folders,
+                      record=lambda runs: record_figure(runs, argv))
 
 
 if __name__ == "__main__":

@@ -29,12 +29,12 @@ import time
 from pathlib import Path
 
 import torch
-from recording import runs_from_arguments, seed_summary, stamp
+from recording import run_script, seed_summary, stamp
 
 from cooc_minimal.bags import bag_embeddings
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
-from cooc_minimal.config import load_config
+from cooc_minimal.config import Config, load_config
 from cooc_minimal.cooccurrence import closed_form_embedding
 from cooc_minimal.data import get_dataset
 from cooc_minimal.evaluate import accuracy, knn_classify, linear_probe, multiscale_convergence
@@ -151,8 +151,14 @@ def summary(rows: list[dict]) -> list[dict]:
     return [seed_summary(rows, key, FIGURES) for key in keys]
 
 
-def main(argv: list[str] | None = None) -> int:
-    runs = runs_from_arguments(__doc__, argv)
+def run_folders(runs: Path) -> dict[Path, Config]:
+    """Every run folder ``networks`` reads or trains, with its config (checked first)."""
+    return {runs / (folder + (f"_seed{seed}" if seed else "")):
+            load_config("smoke", overrides + [f"seed={seed}"])
+            for seed in SEEDS for folder, overrides in RUNS.values()}
+
+
+def record_figure(runs: Path, argv: list[str] | None) -> int:
     started = time.perf_counter()
     toy, toy_test = get_dataset("toyworld"), get_dataset("toyworld", train=False)
     data = tuple((d.images[:n], d.labels[:n], d.parts[:n]) for d, n in ((toy, 2000),
@@ -176,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in entry.items()})
     print(f"wrote cooc_minimal/results/{FIGURE}.json")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(__file__, __doc__, argv, needed=run_folders,
+                      record=lambda runs: record_figure(runs, argv))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from recording import mean_std, runs_from_arguments, stamp
+from recording import mean_std, run_script, stamp
 
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
-from cooc_minimal.config import load_config
+from cooc_minimal.config import Config, load_config
 from cooc_minimal.local_aggregation import probe_poolings
 from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
@@ -79,8 +79,14 @@ def summary(rows: list[dict]) -> list[dict]:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
-    runs = runs_from_arguments(__doc__, argv)
+def run_folders(runs: Path) -> dict[Path, Config]:
+    """Every run folder ``measure`` reads or trains, with its config (checked first)."""
+    return {runs / (folder + (f"_seed{seed}" if seed else "")):
+            load_config(config, [f"seed={seed}"])
+            for seed in SEEDS for config, folder, _ in KINDS.values()}
+
+
+def record_figure(runs: Path, argv: list[str] | None) -> int:
     started = time.perf_counter()
     worlds = {kind: samples(world_type(seed=0)) for kind, (_, _, world_type) in KINDS.items()}
     rows = [row for seed in SEEDS for row in measure(runs, seed, worlds)]
@@ -98,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{entry['mean']:.3f} +- {entry['std']:.3f}")
     print(f"wrote cooc_minimal/results/{FIGURE}.json")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(__file__, __doc__, argv, needed=run_folders,
+                      record=lambda runs: record_figure(runs, argv))
 
 
 if __name__ == "__main__":

@@ -37,12 +37,12 @@ import time
 from pathlib import Path
 
 import torch
-from recording import mean_std, runs_from_arguments, seed_summary, stamp
+from recording import mean_std, run_script, seed_summary, stamp
 
 from cooc_minimal import parts
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
-from cooc_minimal.config import load_config
+from cooc_minimal.config import Config, load_config
 from cooc_minimal.cooccurrence import closed_form_embedding
 from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
@@ -130,8 +130,15 @@ def one_hot_reference() -> float:
     return gram_similarity(torch.eye(len(p)), closed_form_embedding(P, len(p)), p)
 
 
-def main(argv: list[str] | None = None) -> int:
-    runs = runs_from_arguments(__doc__, argv)
+def run_folders(runs: Path) -> dict[Path, Config]:
+    """Every run folder ``trained_model`` reads or trains, with its config (checked first)."""
+    return {run_folder(runs, independent, seed): load_config(
+                CONFIG, [f"seed={seed}"]
+                + (["dataset=textureworld_independent"] if independent else []))
+            for seed in SEEDS for independent in (False, True)}
+
+
+def record_figure(runs: Path, argv: list[str] | None) -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     started = time.perf_counter()
     rows, gaps = [], []
@@ -161,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
               f" (threshold {PART_GAP})")
     print(f"wrote cooc_minimal/results/{FIGURE}.json")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(__file__, __doc__, argv, needed=run_folders,
+                      record=lambda runs: record_figure(runs, argv))
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from recording import machine
+from recording import check_runs_folder, machine
 
+from cooc_minimal.cli import run_command
 from cooc_minimal.paths import source_commit
 
 HERE = Path(__file__).resolve().parent
@@ -54,7 +55,7 @@ def run_notebook(name: str, env: dict[str, str]) -> float:
         os.environ.update(saved)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--runs", type=Path,
                         help="folder of the toy runs (default: a fresh temporary folder)")
@@ -63,11 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chapter", action="append", choices=[n[:2] for n in NOTEBOOKS],
                         help="run only this chapter (repeatable; default: all of them)")
     args = parser.parse_args(argv)
+    if args.runs is not None:
+        args.runs = check_runs_folder(args.runs.resolve())
+    return args
+
+
+def reproduce(argv: list[str] | None) -> int:
+    args = parse_arguments(argv)
     command = " ".join(["python chapters/results/reproduce_cpu.py",
                         *(sys.argv[1:] if argv is None else argv)])
     stamp = {"command": command.strip(), "commit": source_commit(), "machine": machine()}
     with tempfile.TemporaryDirectory() as fresh:
-        runs = args.runs.resolve() if args.runs else Path(fresh)
+        runs = args.runs or Path(fresh)
         env = {"COOC_SCALE": "smoke", "COOC_WRITE_RESULTS": "1", "COOC_RUNS": str(runs)}
         for name in (n for n in NOTEBOOKS if not args.chapter or n[:2] in args.chapter):
             before = {p: p.stat().st_mtime for p in RESULTS.glob("ch*.json")}
@@ -87,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                         "--json", str(RESULTS / "bench_bag_embeddings.json")], cwd=ROOT,
                        check=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(Path(__file__).name, lambda: reproduce(argv))
 
 
 if __name__ == "__main__":

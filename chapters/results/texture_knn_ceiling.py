@@ -36,12 +36,12 @@ import time
 from pathlib import Path
 
 import torch
-from recording import runs_from_arguments, seed_summary, stamp
+from recording import run_script, seed_summary, stamp
 
 from cooc_minimal.bag_nuisance import histogram_knn, knn_ceiling
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import bag_probe_near_bayes, untrained_twin, world_sample
-from cooc_minimal.config import load_config
+from cooc_minimal.config import Config, load_config
 from cooc_minimal.data import get_dataset
 from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
@@ -144,8 +144,19 @@ def measure_variants(runs: Path, train, full_train, test, world) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    runs = runs_from_arguments(__doc__, argv)
+def run_folders(runs: Path) -> dict[Path, Config]:
+    """Every run folder ``measure_seeds`` and ``measure_variants`` read or train, with its
+    config (checked first)."""
+    plain = {"texture_vicreg" + (f"_seed{seed}" if seed else ""): [f"seed={seed}"]
+             for seed in SEEDS}
+    variants = {f"texture_vicreg_{tag}" + (f"_seed{seed}" if seed else ""):
+                [*overrides, f"seed={seed}"]
+                for tag, overrides in VARIANTS.items() for seed in SEEDS}
+    return {runs / folder: load_config("texture", overrides)
+            for folder, overrides in {**plain, **variants}.items()}
+
+
+def record_figure(runs: Path, argv: list[str] | None) -> int:
     started = time.perf_counter()
     train_set = get_dataset("textureworld", train=True)
     world = train_set.world
@@ -179,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     result_path(FIGURE).write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote cooc_minimal/results/{FIGURE}.json")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(__file__, __doc__, argv, needed=run_folders,
+                      record=lambda runs: record_figure(runs, argv))
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from recording import runs_from_arguments, seed_summary, stamp
+from recording import run_script, seed_summary, stamp
 
-from cooc_minimal.config import load_config
+from cooc_minimal.config import Config, load_config
 from cooc_minimal.evaluate import tile_bag_accuracy
 from cooc_minimal.paths import result_path
 from cooc_minimal.runtime import scale
@@ -80,8 +80,14 @@ def summary(rows: list[dict]) -> list[dict]:
             for model in ("untrained", *AUGMENTS.values())]
 
 
-def main(argv: list[str] | None = None) -> int:
-    runs = runs_from_arguments(__doc__, argv)
+def run_folders(runs: Path) -> dict[Path, Config]:
+    """Every run folder ``measure`` reads or trains, with its config (checked first)."""
+    return {run_folder(runs, augment, seed): load_config(CONFIG, [f"seed={seed}",
+                                                                  f"augment={augment}"])
+            for augment in AUGMENTS for seed in SEEDS}
+
+
+def record_figure(runs: Path, argv: list[str] | None) -> int:
     started = time.perf_counter()
     rows = []
     for augment in AUGMENTS:
@@ -105,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
               f"kNN {entry['kNN_mean']:.3f} +- {entry['kNN_std']:.3f}")
     print(f"Bayes with {N_TILES} tiles: {bayes:.3f}; wrote cooc_minimal/results/{FIGURE}.json")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(__file__, __doc__, argv, needed=run_folders,
+                      record=lambda runs: record_figure(runs, argv))
 
 
 if __name__ == "__main__":
