@@ -47,9 +47,16 @@ from pathlib import Path
 
 import torch
 
+from cooc_minimal.cli import check_writable_file, run_command
 from cooc_minimal.config import Config, load_config
 from cooc_minimal.paths import result_path, source_commit
-from cooc_minimal.runtime import grad_scaler, has_native_bf16, pick_device, resolve_precision
+from cooc_minimal.runtime import (
+    grad_scaler,
+    has_native_bf16,
+    pick_device,
+    positive_int,
+    resolve_precision,
+)
 from cooc_minimal.step import (
     activation_bytes_per_image,
     build_optimizer,
@@ -340,7 +347,12 @@ def main(argv: list[str] | None = None) -> dict:
                         help="JSON path (default cooc_minimal/results/gpu_<card>.json; '' none)")
     args = parser.parse_args(argv)
     device = pick_device("auto")
-    steps = args.steps or (1 if args.quick else 3)
+    steps = positive_int("--steps", args.steps if args.steps is not None else
+                         1 if args.quick else 3)
+    save = args.save if args.save is not None else str(
+        result_path(f"gpu_{card_name(device_info(device)['name'])}"))
+    if save:  # before the five minutes of checks, whose record would otherwise be lost
+        check_writable_file(Path(save).expanduser(), "--save")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         record = check(device, args.quick, steps, Path(tmp))
@@ -354,15 +366,19 @@ def main(argv: list[str] | None = None) -> dict:
                           "threads": torch.get_num_threads()},
               "card": card_name(info["name"]), "quick": args.quick, "steps": steps,
               **record, "total_seconds": round(time.perf_counter() - started, 1)}
-    save = args.save if args.save is not None else str(result_path(f"gpu_{record['card']}"))
     if save:
-        Path(save).parent.mkdir(parents=True, exist_ok=True)
-        Path(save).write_text(json.dumps(record, indent=1) + "\n")
+        Path(save).expanduser().write_text(json.dumps(record, indent=1) + "\n")
         print(f"saved {save}")
     print(f"resume gap {record['resume']['max_weight_gap']:.3g}; evaluation exit "
           f"{record['evaluation']['exit_status']}; {record['total_seconds']:.0f} s")
     return record
 
 
-if __name__ == "__main__":
+def command() -> int:
+    """``main`` as a command: bad input is one sentence and exit status 2."""
     main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(Path(__file__).name, command))

@@ -146,6 +146,10 @@ def cases_for(paths: dict[str, Path], scratch: Path) -> dict[str, dict]:
                                         "--workers must be"),
         "train_step zero steps": ("train_step", ["--steps", "0", "--save", ""],
                                   "--steps must be a positive"),
+        "gpu_check save is a folder": ("gpu_check", ["--quick", "--save", folder],
+                                       "is a folder"),
+        "gpu_check zero steps": ("gpu_check", ["--quick", "--steps", "0", "--save", ""],
+                                 "--steps must be a positive"),
     }
     cases.update({name: {"script": f"benchmarks/{script}.py", "argv": argv, "says": says}
                   for name, (script, argv, says) in benchmarks.items()})
