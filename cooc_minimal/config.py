@@ -99,6 +99,9 @@ class Config:
     n_patches: int = _f(8, "patches per image (at least 2)")
     patch_grid: bool = _f(False, "draw patch positions on the grid of step patch_size (a toy "
                                  "world's tiles, one part each), not anywhere in the image")
+    grid_share: float = _f(0.0, "share of each image's patches cut at distinct positions of "
+                                "the grid of step patch_size, the rest anywhere (0: none; a "
+                                "toy world's distinct tiles, never one tile twice)")
     eval_patch_size: int = _f(0, "cooc-eval's default patch side (0 = patch_size): a config "
                                  "that trains on whole images evaluates bags of smaller patches")
     eval_out_size: int = _f(0, "cooc-eval's default side each patch is resized to (0 = "
@@ -148,7 +151,8 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _TYPES = {"name": str, "dataset": str, "data_root": str, "image_size": int, "train_images": int,
           "num_workers": int, "arch": str, "width": int, "cifar_stem": bool, "projector": str,
           "sync_bn": bool, "loss": str, "loss_coeffs": dict, "patch_size": int,
-          "patch_out": int, "n_patches": int, "patch_grid": bool, "eval_patch_size": int,
+          "patch_out": int, "n_patches": int, "patch_grid": bool, "grid_share": float,
+          "eval_patch_size": int,
           "eval_out_size": int, "augment": str, "batch_size": int,
           "batch_chunks": (int, str), "epochs": int,
           "warmup_epochs": float, "lr": float, "final_lr": float, "weight_decay": float,
@@ -259,6 +263,8 @@ def _check_ranges(cfg: Config) -> None:
         _check(math.isfinite(value) and value >= 0, key, value,
                "it must be a finite number >= 0")
     _check(cfg.momentum < 1, "momentum", cfg.momentum, "it must be below 1")
+    _check(math.isfinite(cfg.grid_share) and 0 <= cfg.grid_share <= 1, "grid_share",
+           cfg.grid_share, "it must be a share between 0 and 1")
     chunks = cfg.batch_chunks
     _check(chunks == "auto" or (isinstance(chunks, int) and chunks >= 1), "batch_chunks",
            chunks, "it must be a positive integer (1: no chunks) or 'auto'")
@@ -272,6 +278,13 @@ def _check_fit(cfg: Config) -> None:
            f"it must not exceed epochs = {cfg.epochs}")
     _check(cfg.n_patches >= 2, "n_patches", cfg.n_patches,
            "the multi-patch losses need at least 2 patches per image")
+    _check(not (cfg.patch_grid and cfg.grid_share), "grid_share", cfg.grid_share,
+           "patch_grid = true already puts every patch on the grid; set one of the two")
+    tiles = (cfg.image_size // cfg.patch_size) ** 2
+    _check(round(cfg.grid_share * cfg.n_patches) <= tiles, "grid_share", cfg.grid_share,
+           f"it asks for {round(cfg.grid_share * cfg.n_patches)} distinct grid positions of "
+           f"{cfg.n_patches} patches, and the grid has only {tiles}; lower it to at most "
+           f"{tiles / cfg.n_patches:.3g}")
     side = SMALL_DATASETS.get(cfg.dataset)
     if side is not None:
         _check(cfg.image_size == side, "image_size", cfg.image_size,

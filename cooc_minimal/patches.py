@@ -134,6 +134,44 @@ def random_grid_boxes(batch: int, height: int, width: int, size: int, n: int,
     return _random_corner_boxes(batch, height, width, size, n, generator=generator, step=size)
 
 
+def distinct_grid_boxes(batch: int, height: int, width: int, size: int, n: int,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Like :func:`random_grid_boxes`, with the n positions of an image all different:
+    (batch, n, 4), uniform without replacement over the (H // size) x (W // size) grid.
+
+    On a toy world each patch is then a different tile, so two patches of one image are
+    never one tile under two augmentations: a pair that teaches the augmentations'
+    invariances even where nothing co-occurs, rather than the co-occurrence of parts.
+    """
+    for name, value in (("batch", batch), ("size", size), ("n", n)):
+        positive_int(name, value)
+    _check_fits_side(size, height, width)
+    columns, rows = width // size, height // size
+    if n > rows * columns:
+        raise ValueError(f"n={n} distinct grid positions asked of a {rows}x{columns} grid: "
+                         f"ask for at most {rows * columns}.")
+    draw_on = generator.device if generator is not None else torch.device("cpu")
+    order = torch.rand(batch, rows * columns, generator=generator, device=draw_on).argsort(1)
+    cells = order[:, :n]                                   # (batch, n) distinct cell indices
+    corners = torch.stack([cells % columns, cells // columns], dim=-1) * size
+    return torch.cat([corners, corners + size], dim=-1)
+
+
+def mixed_boxes(batch: int, height: int, width: int, size: int, n: int, *, grid_share: float,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """round(grid_share * n) boxes of each image at distinct grid positions
+    (:func:`distinct_grid_boxes`), the others anywhere (:func:`random_boxes`), in an order
+    drawn per image so that the BYOL views (by patch index) fall on both kinds: (batch, n, 4).
+    """
+    on_grid = round(grid_share * n)
+    parts = [draw(batch, height, width, size, count, generator=generator)
+             for draw, count in ((distinct_grid_boxes, on_grid), (random_boxes, n - on_grid))
+             if count]
+    boxes = torch.cat(parts, dim=1)
+    order = torch.rand(batch, n, generator=generator, device=boxes.device).argsort(1)
+    return boxes.gather(1, order.unsqueeze(-1).expand(-1, -1, 4))
+
+
 def grid_boxes(height: int, width: int, size: int, stride: int,
                device: torch.device | str | None = None) -> torch.Tensor:
     """Every grid position of a ``size`` patch moved by ``stride``, row by row.

@@ -1,7 +1,8 @@
 """The views of one training step: patches cut from each image, then augmented.
 
 ``images (b, 3, H, W) uint8 --random boxes--> patches (b, n, 3, s, s)``
-(anywhere in the image, or on the grid of step s with ``patch_grid``)
+(anywhere in the image, on the grid of step s with ``patch_grid``, or a share
+``grid_share`` of them at distinct grid positions and the rest anywhere)
 ``--resize, BYOL views--> (b, n, 3, S, S) float in [0, 1]``
 
 A process under ``torchrun`` holds ``b`` rows of a global batch of ``world * b`` images.
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from cooc_minimal import augment as aug
 from cooc_minimal.config import Config
-from cooc_minimal.patches import crop_boxes, random_boxes, random_grid_boxes
+from cooc_minimal.patches import crop_boxes, mixed_boxes, random_boxes, random_grid_boxes
 from cooc_minimal.runtime import to_unit_float
 
 __all__ = ["make_views", "view_plan"]
@@ -52,8 +53,12 @@ def make_views(images: torch.Tensor, cfg: Config, generator: torch.Generator, ra
     """
     b, (height, width) = images.shape[0], images.shape[-2:]
     mine, size, n = slice(rank * b, (rank + 1) * b), cfg.patch_size, cfg.n_patches
-    draw = random_grid_boxes if cfg.patch_grid else random_boxes
-    boxes = draw(world * b, height, width, size=size, n=n, generator=generator)[mine]
+    if cfg.grid_share:
+        boxes = mixed_boxes(world * b, height, width, size, n, grid_share=cfg.grid_share,
+                            generator=generator)[mine]
+    else:
+        draw = random_grid_boxes if cfg.patch_grid else random_boxes
+        boxes = draw(world * b, height, width, size=size, n=n, generator=generator)[mine]
     x = to_unit_float(crop_boxes(images, boxes.to(images.device), size))  # (b, n, 3, s, s)
     side = cfg.patch_out or size
     if side != size and cfg.augment != "byol_crop":  # byol_crop's crop resizes by itself

@@ -156,6 +156,10 @@ BAD = [
     (["projector=10000000000"], "each width must be at most 65536"),  # not a 5 TB allocation
     (["width=100000"], "width = 100000 is not allowed: it must be at most 4096"),
     (["loss_coeffs=5"], "loss_coeffs is a table of coefficients, not one value"),
+    (["grid_share=1.5"], "grid_share = 1.5 is not allowed: it must be a share between 0 and 1"),
+    (["grid_share=0.5", "patch_grid=true"], "patch_grid = true already puts every patch on the"),
+    (["grid_share=1", "n_patches=20", "patch_size=8", "image_size=32", "dataset=textureworld"],
+     "it asks for 20 distinct grid positions of 20 patches, and the grid has only 16"),
 ]
 
 

@@ -7,8 +7,10 @@ import torchvision.transforms.functional as TF
 from cooc_minimal.config import load_config
 from cooc_minimal.patches import (
     crop_boxes,
+    distinct_grid_boxes,
     grid_boxes,
     grid_patches,
+    mixed_boxes,
     random_grid_boxes,
     random_patches,
 )
@@ -151,6 +153,50 @@ def test_random_grid_boxes_lie_on_the_grid_and_reach_every_tile():
     assert counts.shape == (20,) and counts.min() > 100 and counts.max() < 200
     again = random_grid_boxes(500, 32, 40, 8, 6, torch.Generator().manual_seed(0))
     assert torch.equal(boxes, again)
+
+
+def test_distinct_grid_boxes_never_repeat_a_tile_and_reach_every_tile():
+    boxes = distinct_grid_boxes(500, 32, 40, 8, 6, torch.Generator().manual_seed(0))
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    assert (x0 % 8 == 0).all() and (y0 % 8 == 0).all() and (x1 - x0 == 8).all()
+    assert x1.max() <= 40 and y1.max() <= 32
+    cells = y0 // 8 * 5 + x0 // 8                                   # (500, 6) of 20 tiles
+    assert all(len(set(row.tolist())) == 6 for row in cells)        # no tile twice
+    counts = torch.bincount(cells.flatten(), minlength=20)          # about 150 each
+    assert counts.min() > 100 and counts.max() < 200
+    whole = distinct_grid_boxes(3, 32, 32, 8, 16, torch.Generator().manual_seed(1))
+    assert all(sorted((b[:, 1] // 8 * 4 + b[:, 0] // 8).tolist()) == list(range(16))
+               for b in whole)                                      # n = 16: every tile
+    with pytest.raises(ValueError, match="n=17 distinct grid positions asked of a 4x4 grid"):
+        distinct_grid_boxes(1, 32, 32, 8, 17)
+
+
+def test_mixed_boxes_put_their_share_on_distinct_tiles_in_every_slot():
+    boxes = mixed_boxes(2000, 32, 32, 8, 16, grid_share=0.25,
+                        generator=torch.Generator().manual_seed(0))
+    on_grid = (boxes[..., :2] % 8 == 0).all(-1)                     # (2000, 16)
+    # 4 cut on the grid, and a box drawn anywhere lands there with chance (4/25)^2
+    assert (on_grid.sum(1) >= 4).all()
+    expected = 4 + 12 * (4 / 25) ** 2
+    assert abs(on_grid.sum(1).float().mean().item() - expected) < 0.05
+    # the grid's four are spread over the 16 slots, so both BYOL views get some
+    per_slot = on_grid.float().mean(0)
+    assert per_slot.min() > 0.2 and per_slot.max() < 0.33
+    same = mixed_boxes(2000, 32, 32, 8, 16, grid_share=0.25,
+                       generator=torch.Generator().manual_seed(0))
+    assert torch.equal(boxes, same)
+
+
+def test_grid_share_reaches_the_training_views():
+    cfg = load_config("texture", ["grid_share=1.0", "augment=none", "n_patches=16"])
+    images = torch.rand(2, 3, 32, 32)
+    views = make_views(images, cfg, torch.Generator().manual_seed(1))  # (2, 16, 3, 8, 8)
+    tiles = images.unfold(2, 8, 8).unfold(3, 8, 8).permute(0, 2, 3, 1, 4, 5)
+    tiles = tiles.reshape(2, 16, 3, 8, 8)
+    for b in range(2):  # all 16 tiles of each image, each once
+        found = [next(i for i, t in enumerate(tiles[b]) if torch.equal(views[b, k], t))
+                 for k in range(16)]
+        assert sorted(found) == list(range(16))
 
 
 def test_patch_grid_makes_every_training_patch_one_tile():
