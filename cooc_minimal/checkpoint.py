@@ -97,7 +97,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
-#: the file a run folder keeps its checkpoint in (``runs.CHECKPOINT``; runs imports this module)
+#: the file a run folder keeps its checkpoint in; ``runs.CHECKPOINT`` is this name
 RUN_CHECKPOINT = "last.pt"
 #: the first bytes of every zip archive, which torch.save writes (torch.load checks the same)
 ZIP_MAGIC = b"PK\x03\x04"

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from cooc_minimal.checkpoint import (
+    RUN_CHECKPOINT,
     CheckpointError,
     get_rng_states,
     load_checkpoint,
@@ -64,7 +65,8 @@ __all__ = ["CHECKPOINT", "COLUMNS", "CONFIG", "LOCK", "METRICS", "MetricsLog", "
            "restore_state", "run_differences", "run_status", "run_summary",
            "train_arguments"]
 
-CHECKPOINT, METRICS, CONFIG, LOCK = "last.pt", "metrics.csv", "config.toml", ".lock"
+CHECKPOINT = RUN_CHECKPOINT  # named where load_checkpoint reads it from a run folder
+METRICS, CONFIG, LOCK = "metrics.csv", "config.toml", ".lock"
 #: the beginnings of the temporary files a write leaves if it is killed half-way
 TEMPORARY = tuple(f".{name}.tmp" for name in (CHECKPOINT, METRICS, CONFIG))
 COLUMNS = ("kind", "epoch", "step", "loss", "lr", "images_per_s", "probe_loss", "probe_acc",

@@ -89,10 +89,10 @@ def answer_files(sets: list[ExerciseSet], solutions: bool = False) -> dict:
     jobs = {s.stem: s.answers_path(solutions) for s in sets}
     folder = EXERCISES_DIR / "solutions"
     if solutions and not folder.is_dir():
-        raise FileNotFoundError(f"This copy of the course has no {_shown(folder)}/ folder, so "
+        raise FileNotFoundError(f"This copy of the course has no {_in_course(folder)}/ folder, so "
                                 "--solutions has nothing to check: the reference answers are "
                                 "only in the instructors' copy.")
-    missing = [_shown(path) for path in jobs.values() if not path.is_file()]
+    missing = [_in_course(path) for path in jobs.values() if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
                                 "missing from this copy of the course: restore it from the "
@@ -101,7 +101,8 @@ def answer_files(sets: list[ExerciseSet], solutions: bool = False) -> dict:
     return jobs
 
 
-def _shown(path: Path) -> str:
+def _in_course(path: Path) -> str:
+    """``path`` relative to the course's root when it lies inside it, as a student types it."""
     return str(path.relative_to(COURSE_ROOT) if path.is_relative_to(COURSE_ROOT) else path)
 
 

@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def submissions(folder: Path) -> list[Path]:
     return entries
 
 
-def check_output_folder(out: Path, folder: Path, students: list[str] = ()) -> None:
+def check_output_folder(out: Path, folder: Path, students: Sequence[str] = ()) -> None:
     """Refuse, before anything is graded, an OUT that cannot hold the grades, that lies
     inside SUBMISSIONS (or holds it), or whose folder for one of ``students`` (names as
     :func:`folder_name` spells them) holds something the grader did not write."""
