@@ -46,7 +46,8 @@ NAMES = ("cifar10", "cifar100", "imagenet100", "imagenet", "imagefolder", "toywo
 # held in memory as one tensor
 SMALL = ("cifar10", "cifar100", "toyworld", "toyworld_independent", "textureworld",
          "textureworld_independent")
-# The generated worlds, each made with seed 0; all use the sizes and seeds below. The
+# The generated worlds, each with its class's default seed (ToyWorld: 0, TextureWorld:
+# textureworld.WORLD_SEED); all use the sizes and seeds below. The
 # ``_independent`` ones are the controls without co-occurrence: P = p p^T.
 WORLDS = {"toyworld": ToyWorld,
           "toyworld_independent": functools.partial(ToyWorld, independent_parts=True),
@@ -55,7 +56,7 @@ WORLDS = {"toyworld": ToyWorld,
 DATA_VARIABLE = "COOC_DATA"
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 TOYWORLD_SIZES = {True: 10_000, False: 2_000}  # train, test
-TOYWORLD_SEEDS = {True: 1, False: 2}  # the world itself is ToyWorld(seed=0)
+TOYWORLD_SEEDS = {True: 1, False: 2}  # image draws; the world is its class's default
 
 
 def default_root() -> Path:
@@ -208,7 +209,7 @@ def get_dataset(name: str, root: str | Path | None = None, train: bool = True,
     transform: applied to each image; by default images become tensors (3, H, W) in [0, 1]
     (ImageNet-100, ImageNet, imagefolder: resized to 256 on the short side and
     centre-cropped to 224).
-    The toy worlds are ``ToyWorld(seed=0)`` (``toyworld``), ``TextureWorld(seed=0)``
+    The toy worlds are ``ToyWorld()`` (``toyworld``, seed 0), ``TextureWorld()``
     (``textureworld``) and each of them with its parts drawn regardless of the class, so with
     no co-occurrence (``toyworld_independent``, ``textureworld_independent``): 10,000
     training and 2,000 test images each.
@@ -216,7 +217,7 @@ def get_dataset(name: str, root: str | Path | None = None, train: bool = True,
     _check_arguments(name, train, download)
     train, download = bool(train), bool(download)
     if name in WORLDS:
-        return ToyWorldDataset(WORLDS[name](seed=0), TOYWORLD_SIZES[train],
+        return ToyWorldDataset(WORLDS[name](), TOYWORLD_SIZES[train],
                                TOYWORLD_SEEDS[train], transform)
     if root is not None and not isinstance(root, str | os.PathLike):
         raise ValueError(f"root must be a folder path (str or Path), got {type(root).__name__}.")

@@ -249,7 +249,7 @@ def parts_fit_prop31(model: nn.Module, sample: ToySample, world: ToyWorld, *,
     Z = :func:`part_means` (V, D); the figure is ``gram_similarity(Z, Z*, p)`` with Z* =
     ``closed_form_embedding(P, V)`` of :func:`linked_cooccurrence`: the cosine of the
     centred, p-weighted Gram matrices (V, V), diagonal included. The diagonal alone says
-    that parts differ: in ``TextureWorld(seed=0)`` one-hot parts (Z = I) already score 0.85,
+    that parts differ: in ``TextureWorld()`` one-hot parts (Z = I) already score 0.86,
     hence the threshold above it.
     """
     tiles = tile_vectors(model, sample, world, space=space)

@@ -162,7 +162,7 @@ def test_chapter_8_training_claims_hold_trained_and_fail_untrained():
     The bag of tiles, which cannot see layout, stays near 1/2 there."""
     runs = _texture_runs()
     trained, cfg = runs["trained"]
-    world = TextureWorld(seed=0)
+    world = TextureWorld()
     # the chapter's samples; on the texture world half as many (its margins are wide)
     samples = {"texture": (world.sample(1000, 11), world.sample(500, 12)),
                "texture layout": (layout_sample(world, 2000, 11), layout_sample(world, 1000, 12))}
@@ -188,10 +188,10 @@ def test_chapter_9_part_claims_hold_trained_and_fail_for_both_controls():
     distinct pairs fails for every network, the trained one included (the chapter says so)."""
     runs = _texture_runs()
     trained, cfg = runs["trained"]
-    networks = {"trained": (trained, TextureWorld(seed=0)),
-                "untrained": (untrained_twin(trained, cfg), TextureWorld(seed=0)),
+    networks = {"trained": (trained, TextureWorld()),
+                "untrained": (untrained_twin(trained, cfg), TextureWorld()),
                 "no co-occurrence": (runs["no co-occurrence"][0],
-                                     TextureWorld(seed=0, independent_parts=True))}
+                                     TextureWorld(independent_parts=True))}
     verdicts = {name: measure_parts(network, world.sample(400, 9), world)
                 for name, (network, world) in networks.items()}
     report = {name: [round(v.figure, 3) for v in found] for name, found in verdicts.items()}

@@ -200,7 +200,8 @@ def test_grid_share_reaches_the_training_views():
 
 
 def test_patch_grid_makes_every_training_patch_one_tile():
-    cfg = load_config("texture", ["patch_grid=true", "augment=none", "n_patches=5"])
+    cfg = load_config("texture", ["patch_grid=true", "grid_share=0", "augment=none",
+                                  "n_patches=5"])
     images = torch.rand(3, 3, 32, 32)
     views = make_views(images, cfg, torch.Generator().manual_seed(1))  # (3, 5, 3, 8, 8)
     tiles = images.unfold(2, 8, 8).unfold(3, 8, 8)  # (3, 3, 4, 4, 8, 8): every tile
@@ -208,7 +209,7 @@ def test_patch_grid_makes_every_training_patch_one_tile():
     for b in range(3):
         for k in range(5):
             assert any(torch.equal(views[b, k], tile) for tile in tiles[b]), (b, k)
-    off_grid = make_views(images, load_config("texture", ["augment=none", "n_patches=5"]),
-                          torch.Generator().manual_seed(1))
+    anywhere = load_config("texture", ["grid_share=0", "augment=none", "n_patches=5"])
+    off_grid = make_views(images, anywhere, torch.Generator().manual_seed(1))
     assert not all(any(torch.equal(off_grid[b, k], t) for t in tiles[b])
                    for b in range(3) for k in range(5))

@@ -57,7 +57,7 @@ def test_the_part_gap_check_holds_trained_and_fails_untrained(monkeypatch):
     the claim's own figure."""
     ch09 = results_script("ch09_parts", monkeypatch)
     trained, cfg = shared_run("texture_vicreg")
-    world = TextureWorld(seed=0)
+    world = TextureWorld()
     sample = world.sample(ch09.N_IMAGES, ch09.SAMPLE_SEED)
     verdicts = {name: tiles_nearer_their_part(network, sample, world)
                 for name, network in (("trained", trained),
@@ -72,7 +72,7 @@ def test_the_part_gap_check_holds_trained_and_fails_untrained(monkeypatch):
 def test_the_convergence_verdict_reads_same_and_its_baseline_is_the_other_image():
     torch.manual_seed(0)
     model = build_model("tiny", "512-128").eval()
-    images = TextureWorld(seed=0).sample(40, 3).images
+    images = TextureWorld().sample(40, 3).images
     verdict = bags_converge_to_their_image(model, images, 8)
     figures = convergence_figures(model, images, 8)
     assert isinstance(verdict, Verdict) and set(figures) == {"same", "different", "gap"}

@@ -16,6 +16,7 @@ from cooc_minimal.evaluate import tile_bag_accuracy
 from cooc_minimal.textureworld import (
     PLAIN,
     TEXTURE_NAMES,
+    WORLD_SEED,
     Nuisance,
     TextureWorld,
     texture_patterns,
@@ -45,7 +46,8 @@ def sample(world):
 # ---- classes and parts: ToyWorld's machinery --------------------------------------------
 
 def test_classes_are_toyworlds_with_the_same_seed_and_concentration(world):
-    twin = ToyWorld(seed=0, concentration=0.3)
+    assert world.seed == WORLD_SEED  # the default class draw
+    twin = ToyWorld(seed=WORLD_SEED, concentration=0.3)
     assert torch.equal(world.weights, twin.weights)
     torch.testing.assert_close(world.cooccurrence()[0], twin.cooccurrence()[0], rtol=0, atol=0)
     assert world.texture_names == TEXTURE_NAMES and world.size == 32 and world.n_tiles == 16
@@ -187,8 +189,8 @@ def test_training_beats_the_untrained_network(tmp_path_factory):
 def test_independent_parts_remove_the_cooccurrence_and_keep_the_marginal():
     """The control world: each tile's part is drawn from p whatever the class, so the pair
     frequency of two tiles is p p^T and the class can't be read from the parts."""
-    linked = TextureWorld(seed=0)
-    control = TextureWorld(seed=0, independent_parts=True)
+    linked = TextureWorld()
+    control = TextureWorld(independent_parts=True)
     P, p = control.cooccurrence()
     P_linked, p_linked = linked.cooccurrence()
     assert torch.allclose(p, p_linked) and torch.allclose(P, torch.outer(p, p))

@@ -131,7 +131,7 @@ def record_figure(runs: Path, argv: list[str] | None) -> int:
     for seed in SEEDS:
         rows += measure(runs, seed, train, test, train_set.world)
     record = {"figure": FIGURE, "seed": list(SEEDS), "scale": scale(),
-              "world": "TextureWorld(seed=0) (get_dataset('textureworld')); controls: the "
+              "world": "TextureWorld() (get_dataset('textureworld')); controls: the "
                        "untrained twin and a run on 'textureworld_independent'",
               "config": "cooc_minimal/configs/texture.toml, seed (and dataset) overridden",
               "protocol": f"claims.texture_claims on the first {LIMIT} images of each split "

@@ -88,10 +88,10 @@ def run_folders(runs: Path) -> dict[Path, Config]:
 
 def record_figure(runs: Path, argv: list[str] | None) -> int:
     started = time.perf_counter()
-    worlds = {kind: samples(world_type(seed=0)) for kind, (_, _, world_type) in KINDS.items()}
+    worlds = {kind: samples(world_type()) for kind, (_, _, world_type) in KINDS.items()}
     rows = [row for seed in SEEDS for row in measure(runs, seed, worlds)]
     record = {"figure": FIGURE, "seed": list(SEEDS), "scale": scale(),
-              "world": "ToyWorld(seed=0) and TextureWorld(seed=0), each with its layout "
+              "world": "ToyWorld() (seed 0) and TextureWorld() (seed 4), each with its layout "
                        "world (toyworld.layout_sample); samples drawn with seeds 11 and 12",
               "config": "cooc_minimal/configs/smoke.toml and texture.toml, seed overridden",
               "protocol": f"local_aggregation.probe_poolings, {N_TRAIN} training and {N_TEST} "

@@ -1,7 +1,7 @@
 """Chapter 9's part-level claims on the texture world, over three seeds
 (``cooc_minimal/results/ch09_parts.json``).
 
-For each seed s of the network and of training (the world is always ``TextureWorld(seed=0)``)
+For each seed s of the network and of training (the world is always ``TextureWorld()``)
 it trains, through ``ensure_trained`` (existing runs are reused), ``configs/texture.toml`` on
 the linked world and on the independent-parts control world (``textureworld_independent``),
 and measures every claim of ``cooc_minimal.parts`` (``parts.CLAIMS``, default thresholds) on
@@ -82,8 +82,8 @@ def trained_model(runs: Path, independent: bool, seed: int):
 def measure(runs: Path, seed: int) -> tuple[list[dict], list[dict]]:
     """Every claim for the three models of one seed: one row per claim and model; and one
     part-gap row per model."""
-    linked = TextureWorld(seed=0)
-    independent = TextureWorld(seed=0, independent_parts=True)
+    linked = TextureWorld()
+    independent = TextureWorld(independent_parts=True)
     model, cfg, folder = trained_model(runs, False, seed)
     control, _, control_folder = trained_model(runs, True, seed)
     cases = (("trained", model, linked, folder), ("untrained", untrained_twin(model, cfg),
@@ -126,7 +126,7 @@ def part_gap_record(gaps: list[dict]) -> dict:
 def one_hot_reference() -> float:
     """The Gram similarity of one-hot parts (Z = I) with the closed form: parts told
     apart, nothing known of their co-occurrence."""
-    P, p = parts.linked_cooccurrence(TextureWorld(seed=0))
+    P, p = parts.linked_cooccurrence(TextureWorld())
     return gram_similarity(torch.eye(len(p)), closed_form_embedding(P, len(p)), p)
 
 
@@ -147,7 +147,7 @@ def record_figure(runs: Path, argv: list[str] | None) -> int:
         claims, seed_gaps = measure(runs, seed)
         rows, gaps = rows + claims, gaps + seed_gaps
     record = {"figure": FIGURE, "seed": list(SEEDS), "scale": scale(),
-              "world": "TextureWorld(seed=0) and TextureWorld(seed=0, independent_parts=True)",
+              "world": "TextureWorld() and TextureWorld(independent_parts=True)",
               "config": f"cooc_minimal/configs/{CONFIG}.toml, seed (and dataset) overridden",
               "protocol": f"the 16 tiles of {N_IMAGES} images drawn with seed {SAMPLE_SEED} "
                           "from the run's own world, embedding space; cooc_minimal.parts."

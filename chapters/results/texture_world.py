@@ -1,7 +1,7 @@
 """The texture world's figures: bags of 16 tiles, untrained, trained, trained without
 augmentations, over three seeds (``cooc_minimal/results/texture_world.json``).
 
-For each seed of the network and of training (the world is always ``TextureWorld(seed=0)``)
+For each seed of the network and of training (the world is always ``TextureWorld()``)
 it trains ``configs/texture.toml`` with BYOL's augmentations and with ``augment = "none"``
 through ``ensure_trained`` (so existing runs are reused), then measures with
 ``evaluate.tile_bag_accuracy`` the linear probe and the kNN (k = 20, T = 0.07) of bags of
@@ -98,7 +98,7 @@ def record_figure(runs: Path, argv: list[str] | None) -> int:
     for row in rows:
         row.pop("bayes", None)
     record = {"figure": FIGURE, "seed": list(SEEDS), "scale": scale(),
-              "world": "TextureWorld(seed=0): cooc_minimal.data.get_dataset('textureworld')",
+              "world": "TextureWorld(): cooc_minimal.data.get_dataset('textureworld')",
               "config": f"cooc_minimal/configs/{CONFIG}.toml, seed and augment overridden",
               "protocol": f"bags of the {N_TILES} tiles of each image, embedding space, first "
                           f"{LIMIT} images of each split; evaluate.tile_bag_accuracy "
