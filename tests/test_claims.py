@@ -113,12 +113,13 @@ def test_training_removes_the_nuisance_from_the_bags_not_the_part_geometry():
     assert trained_f["nuisance share"] < 0.4 < 0.8 < untrained_f["nuisance share"], figures
     assert abs(trained_f["kNN, part bags"] - untrained_f["kNN, part bags"]) < 0.03, figures
     assert trained_f["kNN, bags"] > untrained_f["kNN, bags"] + 0.3, figures
-    assert trained_f["kNN, part bags"] > trained_f["kNN, bags"] + 0.03, figures
-    assert trained_f["shared ratio"] > 1.8, figures  # the nuisance left is an image's
-    # The trained bags still hold the part counts: one linear map reads every tile's part,
-    # and the vote on its readings of the bags beats the vote on the bags themselves.
+    assert trained_f["kNN, part bags"] > trained_f["kNN, bags"], figures  # what is left costs
+    assert trained_f["shared ratio"] > 1.8, figures  # and is partly an image's
+    # The trained bags hold the part counts: one linear map reads every tile's part, and the
+    # vote on its readings of the bags is the vote on the true counts, ahead of the bags'.
     assert trained_f["tiles read right"] > 0.99 > 0.9 > untrained_f["tiles read right"], figures
-    assert trained_f["kNN, read histograms"] > trained_f["kNN, bags"] + 0.05, figures
+    assert trained_f["kNN, read histograms"] > trained_f["kNN, part histograms"] - 0.01, figures
+    assert trained_f["kNN, read histograms"] > trained_f["kNN, bags"], figures
     assert trained_f["kNN, read histograms"] > untrained_f["kNN, read histograms"] + 0.1, figures
 
 
@@ -184,8 +185,9 @@ def test_chapter_8_training_claims_hold_trained_and_fail_untrained():
 @pytest.mark.slow
 def test_chapter_9_part_claims_hold_trained_and_fail_for_both_controls():
     """Chapter 9's neighbour and Gram claims (cooc_minimal.parts), seed 0, each network on
-    tiles of the world it was trained on, as ch09_parts.py measures them; the claim about
-    distinct pairs fails for every network, the trained one included (the chapter says so)."""
+    tiles of the world it was trained on, as ch09_parts.py measures them. The claim about
+    distinct pairs fails for seed 0, trained too (over three seeds the trained figure sits at
+    the threshold, the chapter says so), but the trained figure is far above both controls'."""
     runs = _texture_runs()
     trained, cfg = runs["trained"]
     networks = {"trained": (trained, TextureWorld()),
@@ -201,3 +203,5 @@ def test_chapter_9_part_claims_hold_trained_and_fail_for_both_controls():
         assert not verdicts["untrained"][k].holds, report
         assert not verdicts["no co-occurrence"][k].holds, report
     assert not any(found[distinct_pairs].holds for found in verdicts.values()), report
+    pairs = {name: found[distinct_pairs].figure for name, found in verdicts.items()}
+    assert pairs["trained"] > max(pairs["untrained"], pairs["no co-occurrence"]) + 0.5, report

@@ -82,7 +82,9 @@ RESULT_DIRS = ("cooc_minimal/results",)
 NOT_PROSE = re.compile(r"```.*?```|\$\$.*?\$\$|\$[^$\n]+\$|`[^`\n]+`|<!--.*?-->", re.S)
 VERSION = re.compile(r"(?:python3?|torch|pytorch|cuda)\W{0,3}\d+(?:\.\d+)+"
                      r"|\d+(?:\.\d+)+\s+or\s+newer", re.I)
-FIGURE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s?%|(?<![\w.])(\d+\.\d{2,3})(?!\d|\.\d)")
+# a figure keeps its sign when written with a minus sign (U+2212), as prose writes one; a
+# hyphen before a number is left out: it is as often a range or a dash
+FIGURE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s?%|(?<![\w.])(\u2212?\d+\.\d{2,3})(?!\d|\.\d)")
 NOT_MEASURED = {  # (document, figure): why the figure is not a measurement
     ("chapters/04_patches_and_bags.ipynb", "0.08"): "RandomResizedCrop's smallest area",
 }
@@ -120,7 +122,8 @@ def stated_figures(text: str) -> list[tuple[str, bool]]:
 
 
 def is_recorded(figure: str, percent: bool, numbers: list[float]) -> bool:
-    value, tolerance = float(figure), 0.5 * 10 ** -len(figure.partition(".")[2]) + 1e-9
+    value = float(figure.replace("\u2212", "-"))
+    tolerance = 0.5 * 10 ** -len(figure.partition(".")[2]) + 1e-9
     return any(abs(x - value) <= tolerance or (percent and abs(100 * x - value) <= tolerance)
                for x in numbers)
 
@@ -130,6 +133,10 @@ def test_stated_figures_check_finds_typed_numbers():
     assert figures == [("91.1", True), ("0.93", False)]
     assert is_recorded("91.1", True, [0.911]) and is_recorded("0.93", False, [0.9295])
     assert not is_recorded("73", True, [0.63]) and not is_recorded("0.99", False, [0.98])
+    signed = stated_figures("correlate negatively (\u22120.274, and 0.1-0.25)")
+    assert signed == [("\u22120.274", False), ("0.25", False)]
+    assert is_recorded(signed[0][0], False, [-0.2741]) and not is_recorded(signed[0][0], False,
+                                                                            [0.274])
 
 
 @pytest.mark.parametrize("path", prose_documents(), ids=lambda p: str(p.relative_to(REPO)))
