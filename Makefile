@@ -12,9 +12,11 @@ STAGE := $(CURDIR)/book/_build/stage
 STAGED_FLAGS := --config $(STAGE)/book/_config_executed.yml --toc $(STAGE)/book/_toc.yml \
 	--path-output $(CURDIR)/book -W --keep-going --all
 # The unit tests in two workers on the two cores, one torch thread each (1.3x faster than
-# one process). They train the runs the chapters share (tests/test_claims.py), so the
-# notebooks run in two workers too, a whole notebook per worker at a time (the README gives
-# the times): ensure_trained waits for a run another process is training, never trains twice.
+# one process); the notebooks in two workers too, a whole notebook per worker at a time (the
+# README gives the times). make test first trains the runs the chapters and the slow tests
+# share, two at a time (book/train_shared_runs.py, as make book does): inside the tests one
+# worker would train them one after the other. ensure_trained waits for a run another
+# process is training, never trains twice.
 UNIT := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
 NOTEBOOKS := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax \
 	--nbval-current-env chapters exercises
@@ -69,6 +71,7 @@ ifdef CHAPTER
 	$(BIN)/python -m pytest tests --nbval-lax --nbval-current-env chapters exercises --chapter $(CHAPTER)
 else
 	rm -rf $(EXECUTED) book/_build/slowest.json
+	$(BIN)/python book/train_shared_runs.py
 	$(UNIT) $(SLOWEST)
 	$(NOTEBOOKS) --save-executed $(EXECUTED) $(SLOWEST)
 	$(BIN)/python book/stage_executed.py $(EXECUTED) $(STAGE)
