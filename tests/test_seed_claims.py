@@ -79,3 +79,20 @@ def test_the_convergence_verdict_reads_same_and_its_baseline_is_the_other_image(
     assert figures["same"] == verdict.figure
     assert figures["gap"] == pytest.approx(figures["same"] - figures["different"])
     assert abs(figures["different"]) < 0.2  # centred: another image shares about nothing
+
+
+def test_the_scripts_name_a_seeds_run_folder_as_the_chapters_do(monkeypatch):
+    """Seed 0's folder is the run the chapters share (paths.SHARED_RUNS), so a script reuses
+    what the book trained; other seeds get ``_seed{s}``."""
+    recording = results_script("recording", monkeypatch)
+    assert recording.seed_folder("toy_vicreg", 0) == "toy_vicreg"
+    assert recording.seed_folder("toy_vicreg", 2) == "toy_vicreg_seed2"
+    runs = Path("runs")
+    claims, parts = (results_script(name, monkeypatch) for name in ("ch07_claims", "ch09_parts"))
+    for script in (claims, parts):
+        assert script.run_folder(runs, False, 0).name in SHARED_RUNS
+        assert script.run_folder(runs, True, 0).name in SHARED_RUNS
+        assert script.run_folder(runs, True, 1) == runs / "texture_independent_vicreg_seed1"
+    texture = results_script("texture_world", monkeypatch)
+    assert texture.run_folder(runs, "byol", 0) == runs / "texture_vicreg"
+    assert texture.run_folder(runs, "none", 2) == runs / "texture_vicreg_noaug_seed2"

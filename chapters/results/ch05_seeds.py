@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import torch
-from recording import run_script, seed_summary, stamp
+from recording import run_script, seed_folder, seed_summary, stamp
 
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
@@ -61,7 +61,7 @@ def networks(runs: Path, seed: int) -> tuple[dict, int]:
     found, configs = {}, {}
     for name, (folder, overrides) in RUNS.items():
         cfg = load_config("smoke", overrides + [f"seed={seed}"])
-        path = ensure_trained(cfg, runs / (folder + (f"_seed{seed}" if seed else "")),
+        path = ensure_trained(cfg, runs / seed_folder(folder, seed),
                               progress=False)
         found[name], configs[name] = load_model(path)
     found["untrained"] = untrained_twin(found["VICReg"], configs["VICReg"])
@@ -111,7 +111,7 @@ def measure(runs: Path, world: ToyWorld) -> tuple[list[dict], list[dict], int]:
 
 def run_folders(runs: Path) -> dict[Path, Config]:
     """Every run folder ``networks`` reads or trains, with its config (checked first)."""
-    return {runs / (folder + (f"_seed{seed}" if seed else "")):
+    return {runs / seed_folder(folder, seed):
             load_config("smoke", overrides + [f"seed={seed}"])
             for seed in SEEDS for folder, overrides in RUNS.values()}
 

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from recording import mean_std, run_script, seed_summary, stamp
+from recording import mean_std, run_script, seed_folder, seed_summary, stamp
 
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import (
@@ -58,8 +58,8 @@ BASELINE = ("same", "different", "gap")
 
 def run_folder(runs: Path, independent: bool, seed: int) -> Path:
     """``texture_vicreg`` or ``texture_independent_vicreg``, ``_seed{s}`` for seeds 1 and 2."""
-    return runs / ("texture_" + ("independent_" if independent else "") + "vicreg"
-                   + (f"_seed{seed}" if seed else ""))
+    return runs / seed_folder("texture_independent_vicreg" if independent else "texture_vicreg",
+                              seed)
 
 
 def trained_network(runs: Path, independent: bool, seed: int):

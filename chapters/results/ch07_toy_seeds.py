@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from recording import run_script, seed_summary, stamp
+from recording import run_script, seed_folder, seed_summary, stamp
 
 from cooc_minimal.bags import bag_embeddings
 from cooc_minimal.checkpoint import load_model
@@ -56,7 +56,7 @@ def networks(runs: Path, seed: int) -> dict:
     found = {}
     for name, (folder, overrides) in RUNS.items():
         cfg = load_config("smoke", overrides + [f"seed={seed}"])
-        path = ensure_trained(cfg, runs / (folder + (f"_seed{seed}" if seed else "")),
+        path = ensure_trained(cfg, runs / seed_folder(folder, seed),
                               progress=False)
         found[name], cfg = load_model(path)
         found["untrained" if name == "VICReg" else f"untrained, {name}"] = untrained_twin(
@@ -153,7 +153,7 @@ def summary(rows: list[dict]) -> list[dict]:
 
 def run_folders(runs: Path) -> dict[Path, Config]:
     """Every run folder ``networks`` reads or trains, with its config (checked first)."""
-    return {runs / (folder + (f"_seed{seed}" if seed else "")):
+    return {runs / seed_folder(folder, seed):
             load_config("smoke", overrides + [f"seed={seed}"])
             for seed in SEEDS for folder, overrides in RUNS.values()}
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from recording import mean_std, run_script, stamp
+from recording import mean_std, run_script, seed_folder, stamp
 
 from cooc_minimal.checkpoint import load_model
 from cooc_minimal.claims import untrained_twin
@@ -54,7 +54,7 @@ def measure(runs: Path, seed: int, worlds: dict) -> list[dict]:
     rows = []
     for kind, (config, folder, _) in KINDS.items():
         path = ensure_trained(load_config(config, [f"seed={seed}"]),
-                              runs / (folder + (f"_seed{seed}" if seed else "")), progress=False)
+                              runs / seed_folder(folder, seed), progress=False)
         trained, cfg = load_model(path)
         for state, network in (("trained", trained.eval()),
                                ("untrained", untrained_twin(trained, cfg))):
@@ -81,7 +81,7 @@ def summary(rows: list[dict]) -> list[dict]:
 
 def run_folders(runs: Path) -> dict[Path, Config]:
     """Every run folder ``measure`` reads or trains, with its config (checked first)."""
-    return {runs / (folder + (f"_seed{seed}" if seed else "")):
+    return {runs / seed_folder(folder, seed):
             load_config(config, [f"seed={seed}"])
             for seed in SEEDS for config, folder, _ in KINDS.values()}
 

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import torch
-from recording import mean_std, run_script, seed_summary, stamp
+from recording import mean_std, run_script, seed_folder, seed_summary, stamp
 
 from cooc_minimal import parts
 from cooc_minimal.checkpoint import load_model
@@ -66,8 +66,8 @@ PART_GAP, PART_GAP_QUERIES = _DEFAULTS["threshold"].default, _DEFAULTS["n_querie
 
 def run_folder(runs: Path, independent: bool, seed: int) -> Path:
     """``texture_vicreg``, ``texture_independent_vicreg``, with ``_seed{s}`` for s > 0."""
-    return runs / ("texture_" + ("independent_" if independent else "") + "vicreg"
-                   + (f"_seed{seed}" if seed else ""))
+    return runs / seed_folder("texture_independent_vicreg" if independent else "texture_vicreg",
+                              seed)
 
 
 def trained_model(runs: Path, independent: bool, seed: int):

@@ -25,6 +25,11 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"
 
 
+def seed_folder(name: str, seed: int) -> str:
+    """A run's folder name for a seed: ``name`` itself for seed 0, ``name_seed{s}`` else."""
+    return name + (f"_seed{seed}" if seed else "")
+
+
 def check_runs_folder(runs: Path, origin: str = "--runs") -> Path:
     """``runs`` if it is a folder or can be made one, else one sentence naming ``origin``
     (where the path came from). A folder made to find out is removed again: training

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import torch
-from recording import run_script, seed_summary, stamp
+from recording import run_script, seed_folder, seed_summary, stamp
 
 from cooc_minimal.bag_nuisance import histogram_knn, knn_ceiling
 from cooc_minimal.checkpoint import load_model
@@ -116,7 +116,7 @@ def measure_seeds(runs: Path, train, full_train, test, world) -> tuple[list, lis
     knn_ceiling on the repainted worlds."""
     rows, paint_rows = [], []
     for seed in SEEDS:
-        trained, cfg = network(runs, "texture_vicreg" + (f"_seed{seed}" if seed else ""),
+        trained, cfg = network(runs, seed_folder("texture_vicreg", seed),
                                [f"seed={seed}"])
         for model, net in (("trained", trained), ("untrained", untrained_twin(trained, cfg))):
             rows.append({"model": model, "seed": seed,
@@ -133,7 +133,7 @@ def measure_variants(runs: Path, train, full_train, test, world) -> list[dict]:
     rows = []
     for tag, overrides in VARIANTS.items():
         for seed in SEEDS:
-            net, _ = network(runs, f"texture_vicreg_{tag}" + (f"_seed{seed}" if seed else ""),
+            net, _ = network(runs, seed_folder(f"texture_vicreg_{tag}", seed),
                              [*overrides, f"seed={seed}"])
             rows.append({"variant": tag, "seed": seed,
                          **figures_of(net, train, full_train, test, world)})
@@ -145,9 +145,9 @@ def measure_variants(runs: Path, train, full_train, test, world) -> list[dict]:
 def run_folders(runs: Path) -> dict[Path, Config]:
     """Every run folder ``measure_seeds`` and ``measure_variants`` read or train, with its
     config (checked first)."""
-    plain = {"texture_vicreg" + (f"_seed{seed}" if seed else ""): [f"seed={seed}"]
+    plain = {seed_folder("texture_vicreg", seed): [f"seed={seed}"]
              for seed in SEEDS}
-    variants = {f"texture_vicreg_{tag}" + (f"_seed{seed}" if seed else ""):
+    variants = {seed_folder(f"texture_vicreg_{tag}", seed):
                 [*overrides, f"seed={seed}"]
                 for tag, overrides in VARIANTS.items() for seed in SEEDS}
     return {runs / folder: load_config("texture", overrides)

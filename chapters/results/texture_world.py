@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from recording import run_script, seed_summary, stamp
+from recording import run_script, seed_folder, seed_summary, stamp
 
 from cooc_minimal.config import Config, load_config
 from cooc_minimal.evaluate import tile_bag_accuracy
@@ -46,8 +46,8 @@ AUGMENTS = {"byol": "trained", "none": "trained without augmentations"}
 
 def run_folder(runs: Path, augment: str, seed: int) -> Path:
     """``texture_vicreg``, ``texture_vicreg_noaug``, with ``_seed{s}`` for seeds other than 0."""
-    return runs / ("texture_vicreg" + ("_noaug" if augment == "none" else "")
-                   + (f"_seed{seed}" if seed else ""))
+    return runs / seed_folder("texture_vicreg_noaug" if augment == "none" else "texture_vicreg",
+                              seed)
 
 
 def trained_seconds(folder: Path) -> float:
